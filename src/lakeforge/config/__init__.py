@@ -1,0 +1,1 @@
+"""Typed, validated configuration: Hydra composition of conf/ over dataclass schemas."""

@@ -1,0 +1,114 @@
+"""One error hierarchy for lakeforge.
+
+Every error a user can cause is a ``LakeforgeError``: its message says what
+failed, on which named object, and how to fix it. The CLI and the jobs map the
+class to an exit code and print one line, never a traceback. Errors that are
+worth a retry (a lost commit race, an unreachable server) carry the
+``TransientError`` mark; Airflow retries only those.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from difflib import get_close_matches
+
+
+def did_you_mean(name: str, options: Iterable[str], limit: int = 3) -> str:
+    """Return a ``did you mean …?`` suffix with the nearest options, or ''."""
+    matches = get_close_matches(name, list(options), n=limit, cutoff=0.6)
+    if not matches:
+        return ""
+    return " (did you mean " + ", ".join(f"'{m}'" for m in matches) + "?)"
+
+
+class LakeforgeError(Exception):
+    """Root of every error a user can cause; its message is shown as is."""
+
+    exit_code = 3
+    transient = False
+
+
+class TransientError(LakeforgeError):
+    """Mark: the same call may succeed if retried (Airflow retries these)."""
+
+    exit_code = 75  # EX_TEMPFAIL
+    transient = True
+
+
+class UsageError(LakeforgeError):
+    """A command was called with bad arguments."""
+
+    exit_code = 2
+
+
+class ConfigError(LakeforgeError):
+    """A problem in conf/: names the file, the key path and what is allowed."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, *, file: str | None = None, key: str | None = None) -> None:
+        self.file = file
+        self.key = key
+        self.detail = message
+        where = ": ".join(part for part in (file, key) if part)
+        super().__init__(f"{where}: {message}" if where else message)
+
+
+class ConfigErrors(ConfigError):
+    """Several config problems found at once (``lakeforge check`` reports all)."""
+
+    def __init__(self, problems: list[ConfigError]) -> None:
+        self.problems = problems
+        lines = [str(p) for p in problems]
+        LakeforgeError.__init__(self, f"{len(problems)} config problem(s):\n" + "\n".join(lines))
+        self.file = None
+        self.key = None
+        self.detail = str(self)
+
+
+class EnvironmentSetupError(LakeforgeError):
+    """The machine lacks something lakeforge needs (Java, a package, a writable path)."""
+
+    exit_code = 4
+
+
+class TableError(LakeforgeError):
+    """A Delta table cannot be read or written as asked."""
+
+
+class TableNotFoundError(TableError):
+    """No table of that name under the lake root."""
+
+
+class UnsupportedTableFeatureError(TableError):
+    """The table uses a Delta reader feature this read path cannot honour."""
+
+
+class SchemaMismatchError(TableError):
+    """The data's schema does not match the table's schema."""
+
+
+class CommitConflictError(TableError, TransientError):
+    """Another writer committed a conflicting change first; retrying is safe."""
+
+
+class SqlError(LakeforgeError):
+    """A `lakeforge sql` statement failed (syntax, unknown table or column)."""
+
+
+class ReadOnlyViolationError(SqlError):
+    """`lakeforge sql` refused a statement that would write or change something."""
+
+    exit_code = 2
+
+
+class DataValidationError(LakeforgeError):
+    """Data failed a declared check in a way that stops the step."""
+
+
+class FeatureError(LakeforgeError):
+    """A feature set cannot be built as declared."""
+
+
+class ModelGateError(LakeforgeError):
+    """A challenger model did not pass the promotion gate."""

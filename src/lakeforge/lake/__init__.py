@@ -1,0 +1,1 @@
+"""The lake: Spark sessions, Delta tables (read, write, commit), the catalog and SQL."""
