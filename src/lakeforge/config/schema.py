@@ -2,7 +2,10 @@
 
 The root schema ``LakeforgeConfig`` is the first entry of ``conf/config.yaml``'s
 defaults list, so every YAML file merged into it is checked for unknown keys and
-wrong types at compose time, before any JVM starts.
+wrong types at compose time, before any JVM starts. Group schemas live in
+``schema_data`` (datasets, feature sets) and ``schema_ml`` (models, schedules,
+monitors); each is also stored as ``<group>/schema`` so a YAML file can start
+from it in its own defaults list.
 """
 
 from __future__ import annotations
@@ -10,12 +13,80 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
+
+from lakeforge.config.schema_data import (
+    AsOfJoinConfig,
+    ColumnChecks,
+    ColumnConfig,
+    DatasetConfig,
+    ExpressionFeature,
+    FeatureSetConfig,
+    LabelConfig,
+    SourceConfig,
+    SpineConfig,
+    StaticJoinConfig,
+    TransformConfig,
+    WindowFeature,
+)
+from lakeforge.config.schema_ml import (
+    DeadlineConfig,
+    DriftConfig,
+    DriftRule,
+    GateConfig,
+    ModelConfig,
+    MonitorConfig,
+    PerformanceConfig,
+    ReferenceConfig,
+    ScheduleConfig,
+    SplitConfig,
+    SplitWindow,
+)
+
+__all__ = [
+    "ROOT_SCHEMA_NAME",
+    "AsOfJoinConfig",
+    "ColumnChecks",
+    "ColumnConfig",
+    "DatasetConfig",
+    "DeadlineConfig",
+    "DriftConfig",
+    "DriftRule",
+    "ExpressionFeature",
+    "FeatureSetConfig",
+    "GateConfig",
+    "LabelConfig",
+    "LakeforgeConfig",
+    "ModelConfig",
+    "MonitorConfig",
+    "PerformanceConfig",
+    "PipelineConfig",
+    "ReferenceConfig",
+    "ScheduleConfig",
+    "SourceConfig",
+    "SparkConfig",
+    "SpineConfig",
+    "SplitConfig",
+    "SplitWindow",
+    "StaticJoinConfig",
+    "StorageConfig",
+    "TrackingConfig",
+    "TransformConfig",
+    "WindowFeature",
+    "register_schemas",
+]
+
+ROOT_SCHEMA_NAME = "lakeforge_schema"
 
 
 @dataclass
 class StorageConfig:
-    """Where the lake lives. ``lake_root`` is a local path or an object-store URI."""
+    """Where the lake lives. ``lake_root`` is a local path or an object-store URI.
+
+    A relative ``lake_root`` resolves against the project root (the directory
+    holding ``conf/``), see ``lakeforge.config.resolve_path``.
+    """
 
     kind: str = "local"  # local | s3 | gcs | azure
     lake_root: str = MISSING
@@ -49,11 +120,54 @@ class TrackingConfig:
 
 
 @dataclass
+class PipelineConfig:
+    """One pipeline: the datasets, feature set, model, schedules and monitor it runs."""
+
+    name: str = MISSING
+    description: str = ""
+    datasets: list[str] = MISSING
+    feature_set: str = MISSING
+    model: str = MISSING
+    monitor: str | None = None
+    schedules: list[str] = field(default_factory=list)
+
+
+@dataclass
 class LakeforgeConfig:
     """The composed configuration: every group under its own key."""
 
     storage: StorageConfig = field(default_factory=StorageConfig)
     spark: SparkConfig = field(default_factory=SparkConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
+    # Keyed by dataset / schedule name (``/dataset@dataset.flights: flights``).
+    dataset: dict[str, DatasetConfig] = field(default_factory=dict)
+    features: FeatureSetConfig | None = None
+    model: ModelConfig | None = None
+    schedule: dict[str, ScheduleConfig] = field(default_factory=dict)
+    monitor: MonitorConfig | None = None
+    # ISO date (YYYY-MM-DD); Airflow's logical date, or an override elsewhere.
     run_date: str | None = None
+    # Set by ``load_config`` to the directory holding conf/; relative paths resolve against it.
+    project_root: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+_GROUP_SCHEMAS: dict[str, type] = {
+    "storage": StorageConfig,
+    "spark": SparkConfig,
+    "tracking": TrackingConfig,
+    "dataset": DatasetConfig,
+    "features": FeatureSetConfig,
+    "model": ModelConfig,
+    "schedule": ScheduleConfig,
+    "monitor": MonitorConfig,
+}
+
+
+def register_schemas() -> None:
+    """Store the root schema and every group schema in Hydra's ConfigStore (idempotent)."""
+    store = ConfigStore.instance()
+    store.store(name=ROOT_SCHEMA_NAME, node=LakeforgeConfig)
+    for group, schema in _GROUP_SCHEMAS.items():
+        store.store(group=group, name="schema", node=schema)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from lakeforge.errors import TableNotFoundError, UsageError, did_you_mean
 
@@ -98,3 +99,12 @@ class Catalog:
                 f"{did_you_mean(str(name), known)}; known tables: {listing}"
             )
         return name
+
+
+def catalog_from_config(storage_cfg: Any, project_dir: Path) -> Catalog:
+    """Build the catalog from the ``storage`` group; relative roots resolve against ``project_dir``."""
+    root = str(storage_cfg.lake_root)
+    if "://" not in root and not Path(root).is_absolute():
+        root = str((project_dir / root).resolve())
+    options = {str(k): str(v) for k, v in dict(storage_cfg.options or {}).items()}
+    return Catalog(root, options)

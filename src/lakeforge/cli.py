@@ -1,0 +1,266 @@
+"""The `lakeforge` command line: one error boundary, thin commands over the library.
+
+Every command composes conf/ (plus Hydra-style OVERRIDES such as
+``storage.lake_root=/tmp/lake``) and calls one library function. A user error
+prints one line and exits with the error's code (2 config/usage, 3 data/table,
+4 environment, 75 transient); an unexpected error prints a traceback and exits 70.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from lakeforge import __version__
+from lakeforge.errors import LakeforgeError, UsageError
+
+app = typer.Typer(
+    name="lakeforge",
+    help="Declarative batch ML platform: Hydra configs, Spark jobs, Delta tables, MLflow lineage.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+EXIT_INTERNAL = 70
+T = TypeVar("T")
+
+OverridesArg = Annotated[
+    list[str] | None,
+    typer.Argument(help="Hydra overrides, e.g. storage.lake_root=/tmp/lake model.params.num_leaves=63"),
+]
+ConfDirOpt = Annotated[
+    Path | None,
+    typer.Option("--conf-dir", help="The conf/ folder (default: $LAKEFORGE_CONF or ./conf upwards)."),
+]
+
+
+def _err(message: str) -> None:
+    typer.echo(message, err=True)
+
+
+def _guard(action: Callable[[], T]) -> T:
+    """Run a command body behind the error boundary."""
+    try:
+        return action()
+    except LakeforgeError as exc:
+        kind = "retryable error" if exc.transient else "error"
+        _err(f"{kind}: {exc}")
+        raise typer.Exit(exc.exit_code) from None
+    except KeyboardInterrupt:
+        _err("interrupted")
+        raise typer.Exit(130) from None
+    except typer.Exit:
+        raise
+    except Exception:
+        _err(traceback.format_exc())
+        _err("internal error: this is a bug in lakeforge, not in your config; please report it with the above.")
+        raise typer.Exit(EXIT_INTERNAL) from None
+
+
+def _project(overrides: Sequence[str] | None, conf_dir: Path | None) -> tuple[Any, Any]:
+    """Compose the config and build the catalog it names."""
+    from lakeforge.config import find_conf_dir, load_config
+    from lakeforge.lake.catalog import catalog_from_config
+
+    conf = find_conf_dir(conf_dir)
+    cfg = load_config(list(overrides or []), conf_dir=conf)
+    return cfg, catalog_from_config(cfg.storage, conf.parent)
+
+
+def _print_rows(rows: list[dict[str, Any]], fmt: str = "table") -> None:
+    import pyarrow as pa
+
+    from lakeforge.lake.sql import format_result
+
+    typer.echo(format_result(pa.Table.from_pylist(rows), fmt), nl=False)
+
+
+@app.callback()
+def _main(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress (INFO).")] = False,
+) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+
+
+@app.command()
+def version() -> None:
+    """Print lakeforge's version."""
+    typer.echo(f"lakeforge {__version__}")
+
+
+@app.command()
+def check(overrides: OverridesArg = None, conf_dir: ConfDirOpt = None) -> None:
+    """Compose every pipeline in conf/ and report every problem (no JVM starts)."""
+
+    def body() -> None:
+        from lakeforge.config import check_all, find_conf_dir
+
+        conf = find_conf_dir(conf_dir)
+        pipelines, problems = check_all(list(overrides or []), conf_dir=conf)
+        for problem in problems:
+            _err(f"error: {problem}")
+        if problems:
+            _err(f"{len(problems)} problem(s) in {conf}; nothing was run.")
+            raise typer.Exit(2)
+        typer.echo(f"ok: {len(pipelines)} pipeline(s) checked: {', '.join(pipelines)}")
+
+    _guard(body)
+
+
+@app.command()
+def tables(
+    overrides: OverridesArg = None,
+    conf_dir: ConfDirOpt = None,
+    fmt: Annotated[str, typer.Option("--format", help="table, csv or json")] = "table",
+) -> None:
+    """List the lake's tables with version, rows, size and last write."""
+
+    def body() -> None:
+        from lakeforge.lake.delta import table_info
+
+        _, catalog = _project(overrides, conf_dir)
+        rows = []
+        for name in catalog.list_tables():
+            info = table_info(catalog, str(name))
+            rows.append(
+                {
+                    "table": str(name),
+                    "version": info.version,
+                    "rows": info.rows,
+                    "files": info.files,
+                    "size_mb": round(info.size_bytes / 1e6, 2),
+                    "partition_by": ",".join(info.partition_by),
+                    "last_write": info.last_write.strftime("%Y-%m-%d %H:%M:%S") if info.last_write else "",
+                }
+            )
+        if not rows:
+            typer.echo(f"no tables yet under {catalog.lake_root}")
+            return
+        _print_rows(rows, fmt)
+
+    _guard(body)
+
+
+@app.command()
+def history(
+    table: Annotated[str, typer.Argument(help="Table name, e.g. raw.weather")],
+    overrides: OverridesArg = None,
+    conf_dir: ConfDirOpt = None,
+    limit: Annotated[int | None, typer.Option(help="Newest N commits only.")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="table, csv or json")] = "table",
+) -> None:
+    """Show a table's commits with their lineage (job run, git commit, config hash, inputs)."""
+
+    def body() -> None:
+        from lakeforge.lake.delta import table_history
+
+        _, catalog = _project(overrides, conf_dir)
+        catalog.require(table)
+        rows = []
+        for entry in table_history(catalog, table, limit=limit):
+            lineage = entry.lineage
+            rows.append(
+                {
+                    "version": entry.version,
+                    "timestamp": entry.timestamp.strftime("%Y-%m-%d %H:%M:%S") if entry.timestamp else "",
+                    "operation": entry.operation,
+                    "job_run_id": lineage.get("job_run_id", ""),
+                    "step": lineage.get("step", ""),
+                    "git_commit": (lineage.get("git_commit") or "")[:12],
+                    "config_hash": lineage.get("config_hash", ""),
+                    "inputs": lineage.get("inputs", ""),
+                    "app_txn": lineage.get("app_txn", ""),
+                }
+            )
+        _print_rows(rows, fmt)
+
+    _guard(body)
+
+
+def _parse_versions(pins: Sequence[str]) -> dict[str, int]:
+    versions: dict[str, int] = {}
+    for pin in pins:
+        name, sep, number = pin.partition("=")
+        if not sep or not number.strip().isdigit():
+            raise UsageError(f"--version '{pin}': expected TABLE=N with N a version number, e.g. raw.weather=3")
+        versions[name.strip()] = int(number)
+    return versions
+
+
+@app.command()
+def sql(
+    statement: Annotated[str, typer.Argument(help='A read-only query, e.g. "SELECT * FROM raw.weather LIMIT 5"')],
+    overrides: OverridesArg = None,
+    conf_dir: ConfDirOpt = None,
+    engine: Annotated[str, typer.Option(help="duckdb (default, embedded) or spark")] = "duckdb",
+    version_pins: Annotated[
+        list[str] | None, typer.Option("--version", help="Time travel: TABLE=N (repeatable).")
+    ] = None,
+    fmt: Annotated[str, typer.Option("--format", help="table, csv or json")] = "table",
+    limit: Annotated[int | None, typer.Option(help="Return at most N rows.")] = None,
+) -> None:
+    """Run a read-only SQL query over the lake's Delta tables."""
+
+    def body() -> None:
+        from lakeforge.lake.sql import format_result, run_sql
+
+        cfg, catalog = _project(overrides, conf_dir)
+        versions = _parse_versions(version_pins or [])
+        spark = None
+        if engine == "spark":
+            from lakeforge.lake.spark import get_spark
+
+            spark = get_spark(cfg.spark)
+        result = run_sql(catalog, statement, engine=engine, versions=versions, spark=spark, limit=limit)
+        typer.echo(format_result(result, fmt), nl=False)
+
+    _guard(body)
+
+
+@app.command()
+def vacuum(
+    table: Annotated[str | None, typer.Argument(help="One table (default: every table).")] = None,
+    overrides: OverridesArg = None,
+    conf_dir: ConfDirOpt = None,
+    retention_hours: Annotated[float, typer.Option(help="Keep files younger than this.")] = 168.0,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="List what would be removed.")] = False,
+) -> None:
+    """Remove files left by failed or superseded writes, older than the retention period."""
+
+    def body() -> None:
+        from lakeforge.lake.delta import vacuum as vacuum_tables
+
+        _, catalog = _project(overrides, conf_dir)
+        if table:
+            catalog.require(table)
+        results = vacuum_tables(catalog, table, retention_hours=retention_hours, dry_run=dry_run)
+        verb = "would remove" if dry_run else "removed"
+        for result in results:
+            typer.echo(f"{result.table}: {verb} {len(result.files)} file(s), {result.bytes / 1e6:.2f} MB")
+
+    _guard(body)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point of the `lakeforge` script."""
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    try:
+        app(args=list(argv) if argv is not None else None, prog_name="lakeforge", standalone_mode=True)
+    except SystemExit as exc:
+        sys.exit(exc.code)
+
+
+if __name__ == "__main__":
+    main()

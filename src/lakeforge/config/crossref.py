@@ -1,0 +1,211 @@
+"""Cross-reference checks across groups: names, columns, features, dates, durations, steps."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+from lakeforge.config.schema_data import COLUMN_TYPES, SOURCE_FORMATS, WINDOW_FUNCTIONS
+from lakeforge.config.values import (
+    parse_duration,
+    parse_positive_duration,
+)
+from lakeforge.errors import did_you_mean
+
+Report = Callable[[str, str], None]
+MISSING = "???"
+_DECIMAL = re.compile(r"^decimal\(\d+,\s*\d+\)$")
+
+
+def _set(value: Any) -> bool:
+    """True for a value that was given (not None, not ``???``)."""
+    return value is not None and value != MISSING
+
+
+def _list(value: Any) -> list[Any]:
+    """A list value, or [] when missing."""
+    return value if isinstance(value, list) else []
+
+
+def _short(names: list[str], limit: int = 12) -> str:
+    """Names joined for a message, truncated with an ellipsis."""
+    shown = ", ".join(names[:limit])
+    return shown + (", …" if len(names) > limit else "")
+
+
+def _ref(report: Report, key: str, name: Any, known: list[str], what: str, where: str) -> bool:
+    """Report ``name`` if it is not in ``known``; True when it is."""
+    if not _set(name) or name in known:
+        return _set(name)
+    report(
+        key,
+        f"'{name}' is not a {what} of {where}{did_you_mean(str(name), known)} "
+        f"(known: {_short(known) or 'none'})",
+    )
+    return False
+
+
+def _duration(
+    report: Report, key: str, value: Any, *, positive: bool = True, signed: bool = False
+) -> int | None:
+    """Parse a duration, reporting a bad one; returns seconds."""
+    if not _set(value):
+        return None
+    try:
+        return parse_positive_duration(value) if positive else parse_duration(value, signed=signed)
+    except ValueError as exc:
+        report(key, str(exc))
+        return None
+
+
+def columns_of(dataset: Any) -> list[str]:
+    """Declared column names of a plain dataset config."""
+    return [str(c.get("name")) for c in _list(dataset.get("columns")) if isinstance(c, dict)]
+
+
+def check_datasets(cfg: dict[str, Any], report: Report) -> None:
+    """Source format and location, column types, key and partition columns."""
+    for name, ds in (cfg.get("dataset") or {}).items():
+        base = f"dataset.{name}"
+        src = ds.get("source") or {}
+        fmt = src.get("format")
+        if _set(fmt) and fmt not in SOURCE_FORMATS:
+            report(
+                f"{base}.source.format",
+                f"unknown format '{fmt}'{did_you_mean(str(fmt), SOURCE_FORMATS)}; "
+                f"allowed: {', '.join(SOURCE_FORMATS)}",
+            )
+        if fmt == "jdbc":
+            if not _set(src.get("url")):
+                report(f"{base}.source.url", "a jdbc source needs 'url'")
+            if not (_set(src.get("table")) or _set(src.get("query"))):
+                report(f"{base}.source.table", "a jdbc source needs 'table' or 'query'")
+        elif fmt in SOURCE_FORMATS and not _set(src.get("path")):
+            report(f"{base}.source.path", f"a {fmt} source needs 'path'")
+        names = columns_of(ds)
+        seen: set[str] = set()
+        for i, col in enumerate(_list(ds.get("columns"))):
+            ctype = str(col.get("type"))
+            if _set(col.get("type")) and ctype not in COLUMN_TYPES and not _DECIMAL.match(ctype):
+                report(
+                    f"{base}.columns[{i}].type",
+                    f"unknown column type '{ctype}'"
+                    f"{did_you_mean(ctype, COLUMN_TYPES)}; allowed: {', '.join(COLUMN_TYPES)}, decimal(p,s)",
+                )
+            if col.get("name") in seen:
+                report(f"{base}.columns[{i}].name", f"duplicate column name '{col.get('name')}'")
+            seen.add(col.get("name"))
+        where = f"dataset '{name}'"
+        for i, pk in enumerate(_list(ds.get("primary_key"))):
+            _ref(report, f"{base}.primary_key[{i}]", pk, names, "column", where)
+        for i, part in enumerate(_list(ds.get("partition_by"))):
+            _ref(report, f"{base}.partition_by[{i}]", part, names, "column", where)
+        _ref(report, f"{base}.event_time", ds.get("event_time"), names, "column", where)
+
+
+def feature_names(fs: dict[str, Any]) -> list[str]:
+    """Every feature a feature set defines, in declaration order (duplicates kept)."""
+    names = [f.get("name") for f in _list(fs.get("expressions")) + _list(fs.get("windows"))]
+    for join in _list(fs.get("asof_joins")) + _list(fs.get("static_joins")):
+        names += [f"{join.get('prefix') or ''}{c}" for c in _list(join.get("columns"))]
+    for transform in _list(fs.get("transforms")):
+        names += _list(transform.get("outputs"))
+    return [n for n in names if _set(n)]
+
+
+def _dataset_columns(cfg: dict[str, Any], report: Report, key: str, name: Any) -> list[str] | None:
+    """Columns of a composed dataset, reporting an unknown dataset name."""
+    datasets = cfg.get("dataset") or {}
+    if not _ref(report, key, name, list(datasets), "composed dataset", "this pipeline"):
+        return None
+    return columns_of(datasets[name])
+
+
+def _check_joins(
+    cfg: dict[str, Any], fs: dict[str, Any], spine_cols: list[str] | None, report: Report
+) -> None:
+    """As-of and static joins: datasets, keys, time column, columns."""
+    for kind in ("asof_joins", "static_joins"):
+        for i, join in enumerate(_list(fs.get(kind))):
+            base = f"features.{kind}[{i}]"
+            cols = _dataset_columns(cfg, report, f"{base}.dataset", join.get("dataset"))
+            if cols is None:
+                continue
+            where = f"dataset '{join.get('dataset')}'"
+            for j, key in enumerate(_list(join.get("keys"))):
+                _ref(report, f"{base}.keys[{j}]", key, cols, "column", where)
+                if spine_cols is not None:
+                    _ref(report, f"{base}.keys[{j}]", key, spine_cols, "column", "the spine dataset")
+            for j, col in enumerate(_list(join.get("columns"))):
+                _ref(report, f"{base}.columns[{j}]", col, cols, "column", where)
+            if kind == "asof_joins":
+                _ref(report, f"{base}.event_time", join.get("event_time"), cols, "column", where)
+                _duration(report, f"{base}.tolerance", join.get("tolerance"))
+
+
+def check_features(cfg: dict[str, Any], report: Report) -> None:
+    """Spine, entity, windows, joins, transforms, label and duplicate feature names."""
+    fs = cfg.get("features")
+    if not isinstance(fs, dict):
+        return
+    spine = fs.get("spine") or {}
+    spine_cols = _dataset_columns(cfg, report, "features.spine.dataset", spine.get("dataset"))
+    where = f"spine dataset '{spine.get('dataset')}'"
+    exprs = [e.get("name") for e in _list(fs.get("expressions"))]
+    if spine_cols is not None:
+        _ref(report, "features.spine.event_time", spine.get("event_time"), spine_cols, "column", where)
+        for i, key in enumerate(_list(fs.get("entity"))):
+            _ref(report, f"features.entity[{i}]", key, spine_cols, "column", where)
+    for i, win in enumerate(_list(fs.get("windows"))):
+        base = f"features.windows[{i}]"
+        func = win.get("function")
+        if _set(func) and func not in WINDOW_FUNCTIONS:
+            report(
+                f"{base}.function",
+                f"unknown function '{func}'{did_you_mean(str(func), WINDOW_FUNCTIONS)}; "
+                f"allowed: {', '.join(WINDOW_FUNCTIONS)}",
+            )
+        _duration(report, f"{base}.window", win.get("window"))
+        _duration(report, f"{base}.lag", win.get("lag"), positive=False)
+        src_cols = spine_cols
+        if _set(win.get("source")):
+            src_cols = _dataset_columns(cfg, report, f"{base}.source", win.get("source"))
+        if src_cols is None:
+            continue
+        src_where = f"dataset '{win.get('source') or spine.get('dataset')}'"
+        if _set(win.get("column")):
+            _ref(
+                report,
+                f"{base}.column",
+                win.get("column"),
+                src_cols + exprs,
+                "column or expression feature",
+                src_where,
+            )
+        elif func not in ("count", None, MISSING):
+            report(f"{base}.column", f"function '{func}' needs a 'column'")
+        for j, by in enumerate(_list(win.get("by"))):
+            _ref(report, f"{base}.by[{j}]", by, src_cols, "column", src_where)
+    _check_joins(cfg, fs, spine_cols, report)
+    defined = feature_names(fs)
+    for i, transform in enumerate(_list(fs.get("transforms"))):
+        for j, name in enumerate(_list(transform.get("inputs"))):
+            _ref(
+                report,
+                f"features.transforms[{i}].inputs[{j}]",
+                name,
+                (spine_cols or []) + defined,
+                "column or feature",
+                f"feature set '{fs.get('name')}'",
+            )
+    seen: set[str] = set()
+    for name in defined:
+        if name in seen:
+            report("features", f"duplicate feature name '{name}': every feature of a set needs a unique name")
+        seen.add(name)
+    label = fs.get("label")
+    if isinstance(label, dict):
+        _duration(report, "features.label.available_after", label.get("available_after"))
+        if label.get("name") in seen:
+            report("features.label.name", f"label '{label.get('name')}' has the name of a feature")

@@ -1,0 +1,211 @@
+"""Cross-reference checks for the pipeline, model, schedule and monitor groups."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lakeforge.config.crossref import Report, _duration, _list, _ref, _set, _short, feature_names
+from lakeforge.config.schema_ml import DRIFT_METHODS, METRICS, STEPS
+from lakeforge.config.values import check_cron, check_time_of_day, parse_date, parse_duration
+from lakeforge.errors import did_you_mean
+
+STORAGE_KINDS = ("local", "s3", "gcs", "azure")
+TASKS = ("classification", "regression")
+
+
+def _date(report: Report, key: str, value: Any) -> None:
+    """Report a value that is not an ISO date."""
+    if _set(value):
+        try:
+            parse_date(value)
+        except ValueError as exc:
+            report(key, str(exc))
+
+
+def _choice(report: Report, key: str, value: Any, allowed: tuple[str, ...] | list[str], what: str) -> None:
+    """Report a value not among ``allowed``."""
+    if _set(value) and value not in allowed:
+        report(
+            key, f"unknown {what} '{value}'{did_you_mean(str(value), allowed)}; allowed: {', '.join(allowed)}"
+        )
+
+
+def check_pipeline(cfg: dict[str, Any], report: Report) -> None:
+    """The pipeline's references must all be composed, and run_date/storage must be valid."""
+    pipe = cfg.get("pipeline") or {}
+    datasets = list((cfg.get("dataset") or {}).keys())
+    for i, name in enumerate(_list(pipe.get("datasets"))):
+        _ref(
+            report,
+            f"pipeline.datasets[{i}]",
+            name,
+            datasets,
+            "composed dataset",
+            "this pipeline (add '- /dataset@dataset.<name>: <name>' to its defaults)",
+        )
+    for key, group in (("feature_set", "features"), ("model", "model"), ("monitor", "monitor")):
+        want, node = pipe.get(key), cfg.get(group)
+        have = node.get("name") if isinstance(node, dict) else None
+        if _set(want) and want != have:
+            state = f"the composed {group} is '{have}'" if _set(have) else f"no {group} config is composed"
+            report(
+                f"pipeline.{key}",
+                f"'{want}' is not composed ({state}); add '- /{group}: {want}' "
+                "to the pipeline's defaults list",
+            )
+    for i, name in enumerate(_list(pipe.get("schedules"))):
+        _ref(
+            report,
+            f"pipeline.schedules[{i}]",
+            name,
+            list((cfg.get("schedule") or {}).keys()),
+            "composed schedule",
+            "this pipeline (add '- /schedule@schedule.<name>: <name>')",
+        )
+    _date(report, "run_date", cfg.get("run_date"))
+    _choice(report, "storage.kind", (cfg.get("storage") or {}).get("kind"), STORAGE_KINDS, "storage kind")
+
+
+def _check_splits(splits: dict[str, Any], report: Report) -> None:
+    """Split windows: signed offsets from run_date, each start < end, ordered, no overlap."""
+    previous: tuple[str, int] | None = None
+    for part in ("train", "validation", "test"):
+        window = splits.get(part) or {}
+        base = f"model.splits.{part}"
+        start = _duration(report, f"{base}.start", window.get("start"), positive=False, signed=True)
+        end = _duration(report, f"{base}.end", window.get("end"), positive=False, signed=True)
+        if start is None or end is None:
+            previous = None
+            continue
+        if start >= end:
+            report(
+                base,
+                f"start {window.get('start')} must be before end {window.get('end')} (offsets from run_date)",
+            )
+        if end > 0:
+            report(f"{base}.end", f"{window.get('end')} lies after run_date; offsets must be <= 0d")
+        if previous is not None and start < previous[1]:
+            report(
+                f"{base}.start",
+                f"{part} window starts at {window.get('start')}, before the {previous[0]} "
+                "window ends: split windows must be ordered train, validation, test and not overlap",
+            )
+        previous = (part, end)
+
+
+def check_model(cfg: dict[str, Any], report: Report) -> None:
+    """Estimator, feature set and features, label, metrics, splits and gate."""
+    model = cfg.get("model")
+    if not isinstance(model, dict):
+        return
+    fs: dict[str, Any] = cfg["features"] if isinstance(cfg.get("features"), dict) else {}
+    estimator = model.get("estimator")
+    if isinstance(estimator, dict) and not _set(estimator.get("_target_")):
+        report(
+            "model.estimator._target_",
+            "the estimator needs '_target_' (a class path, e.g. lightgbm.LGBMClassifier)",
+        )
+    fs_name = fs.get("name")
+    if _set(model.get("feature_set")) and model.get("feature_set") != fs_name:
+        report(
+            "model.feature_set",
+            f"feature set '{model.get('feature_set')}' is not composed "
+            f"(composed: '{fs_name}'); add '- /features: {model.get('feature_set')}' to the pipeline",
+        )
+    else:
+        defined = feature_names(fs)
+        for i, name in enumerate(_list(model.get("features"))):
+            if isinstance(name, str) and name not in defined:
+                report(
+                    f"model.features[{i}]",
+                    f"'{name}' is not defined by feature set '{fs_name}'"
+                    f"{did_you_mean(str(name), defined)} (defined: {_short(defined, 8)})",
+                )
+        label: dict[str, Any] = fs["label"] if isinstance(fs.get("label"), dict) else {}
+        if _set(model.get("label")) and model.get("label") != label.get("name"):
+            report(
+                "model.label",
+                f"'{model.get('label')}' is not the label of feature set '{fs_name}' "
+                f"(its label: '{label.get('name')}')",
+            )
+    _choice(report, "model.task", model.get("task"), TASKS, "task")
+    metrics = _list(model.get("metrics"))
+    for i, metric in enumerate(metrics):
+        _choice(report, f"model.metrics[{i}]", metric, METRICS, "metric")
+    if _set(model.get("primary_metric")) and model.get("primary_metric") not in metrics:
+        report(
+            "model.primary_metric",
+            f"'{model.get('primary_metric')}' is not in model.metrics ({', '.join(map(str, metrics))})",
+        )
+    for name in (model.get("gate") or {}).get("min_metrics") or {}:
+        _choice(report, f"model.gate.min_metrics.{name}", name, METRICS, "metric")
+    _check_splits(model.get("splits") or {}, report)
+
+
+def check_schedules(cfg: dict[str, Any], report: Report) -> None:
+    """Cron, dates, steps and retry timings of every schedule."""
+    for name, sched in (cfg.get("schedule") or {}).items():
+        base = f"schedule.{name}"
+        if sched.get("cron") != "???":
+            try:
+                check_cron(sched.get("cron"))
+            except ValueError as exc:
+                report(f"{base}.cron", str(exc))
+        _date(report, f"{base}.start_date", sched.get("start_date"))
+        _date(report, f"{base}.end_date", sched.get("end_date"))
+        for i, step in enumerate(_list(sched.get("steps"))):
+            _choice(report, f"{base}.steps[{i}]", step, STEPS, "step")
+        _duration(report, f"{base}.retry_delay", sched.get("retry_delay"))
+        _duration(report, f"{base}.execution_timeout", sched.get("execution_timeout"))
+        if isinstance(sched.get("retries"), int) and sched["retries"] < 0:
+            report(f"{base}.retries", "retries must be >= 0")
+
+
+def check_monitor(cfg: dict[str, Any], report: Report) -> None:
+    """Monitored model, reference window, drift rules and deadlines."""
+    mon = cfg.get("monitor")
+    if not isinstance(mon, dict):
+        return
+    model: dict[str, Any] = cfg["model"] if isinstance(cfg.get("model"), dict) else {}
+    if _set(mon.get("model")) and mon.get("model") != model.get("name"):
+        report(
+            "monitor.model", f"model '{mon.get('model')}' is not composed (composed: '{model.get('name')}')"
+        )
+    fs: dict[str, Any] = cfg["features"] if isinstance(cfg.get("features"), dict) else {}
+    defined = feature_names(fs)
+    for i, name in enumerate(_list(mon.get("features"))):
+        _ref(report, f"monitor.features[{i}]", name, defined, "feature", f"feature set '{fs.get('name')}'")
+    ref = mon.get("reference") or {}
+    _choice(report, "monitor.reference.kind", ref.get("kind"), ("training", "window"), "reference kind")
+    if ref.get("kind") == "window" and not _set(ref.get("window")):
+        report("monitor.reference.window", "reference kind 'window' needs a window duration, e.g. 30d")
+    _duration(report, "monitor.reference.window", ref.get("window"))
+    _duration(report, "monitor.current_window", mon.get("current_window"))
+    for kind, rule in (mon.get("drift") or {}).items():
+        _choice(report, f"monitor.drift.{kind}.method", rule.get("method"), DRIFT_METHODS, "drift method")
+        threshold = rule.get("threshold")
+        if isinstance(threshold, (int, float)) and threshold <= 0:
+            report(f"monitor.drift.{kind}.threshold", f"threshold must be > 0, got {threshold}")
+    deadlines = mon.get("deadlines") or {}
+    if _set(deadlines.get("predictions_by")):
+        try:
+            check_time_of_day(deadlines["predictions_by"])
+        except ValueError as exc:
+            report("monitor.deadlines.predictions_by", str(exc))
+    for key in ("max_feature_staleness", "labels_within"):
+        _duration(report, f"monitor.deadlines.{key}", deadlines.get(key))
+
+
+def check_references(cfg: dict[str, Any], report: Report) -> None:
+    """Run every cross-reference check on a plain (unresolved) config."""
+    from lakeforge.config.crossref import check_datasets, check_features
+
+    check_pipeline(cfg, report)
+    check_datasets(cfg, report)
+    check_features(cfg, report)
+    check_model(cfg, report)
+    check_schedules(cfg, report)
+    check_monitor(cfg, report)
+
+
+__all__ = ["check_references", "parse_duration"]

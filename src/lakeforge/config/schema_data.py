@@ -1,0 +1,151 @@
+"""Schemas of the ``dataset`` and ``features`` config groups."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from omegaconf import MISSING
+
+SOURCE_FORMATS = ("csv", "parquet", "json", "jdbc", "delta")
+COLUMN_TYPES = ("string", "int", "long", "float", "double", "boolean", "date", "timestamp", "decimal")
+WINDOW_FUNCTIONS = ("count", "sum", "avg", "min", "max", "stddev", "count_distinct", "last")
+
+
+@dataclass
+class SourceConfig:
+    """Where a dataset's raw data comes from; credentials only via ``${oc.env:…}``."""
+
+    format: str = MISSING  # csv | parquet | json | jdbc | delta
+    path: str | None = None  # files (relative to the project root) or a table folder
+    url: str | None = None  # jdbc URL, without credentials
+    table: str | None = None
+    query: str | None = None
+    user: str | None = None
+    password: str | None = None
+    # Reader options passed through unchanged (header, nullValue, fetchsize, …).
+    options: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class ColumnChecks:
+    """Declared value checks for one column; the ingest path enforces them (pandera)."""
+
+    min: float | None = None
+    max: float | None = None
+    isin: list[Any] | None = None
+    regex: str | None = None
+    unique: bool = False
+
+
+@dataclass
+class ColumnConfig:
+    """One declared column: its name, type, nullability and checks."""
+
+    name: str = MISSING
+    type: str = MISSING  # one of COLUMN_TYPES, or decimal(p,s)
+    nullable: bool = True
+    description: str = ""
+    checks: ColumnChecks = field(default_factory=ColumnChecks)
+
+
+@dataclass
+class DatasetConfig:
+    """A raw dataset: its source, declared columns, keys and event time."""
+
+    source: SourceConfig = field(default_factory=SourceConfig)
+    columns: list[ColumnConfig] = MISSING
+    description: str = ""
+    primary_key: list[str] = field(default_factory=list)
+    event_time: str | None = None
+    partition_by: list[str] = field(default_factory=list)
+    # Rows failing a check go to quarantine.<dataset>; False makes them fail the step.
+    quarantine: bool = True
+
+
+@dataclass
+class SpineConfig:
+    """The rows features are computed for: a dataset and its event-time column."""
+
+    dataset: str = MISSING
+    event_time: str = MISSING
+
+
+@dataclass
+class ExpressionFeature:
+    """A row-level feature: a SQL expression over the spine's columns."""
+
+    name: str = MISSING
+    expr: str = MISSING
+    description: str = ""
+
+
+@dataclass
+class WindowFeature:
+    """An aggregation over a trailing time window, grouped by ``by``, ending ``lag`` before the row."""
+
+    name: str = MISSING
+    function: str = MISSING  # one of WINDOW_FUNCTIONS
+    column: str | None = None  # a source column or an expression feature; None only for count
+    window: str = MISSING  # duration: 7d, 1h, 30d
+    by: list[str] = MISSING
+    lag: str | None = None  # e.g. the label delay, so only known outcomes are aggregated
+    source: str | None = None  # dataset; default the spine dataset
+    filter: str | None = None  # SQL predicate applied before aggregating
+
+
+@dataclass
+class AsOfJoinConfig:
+    """Latest row of ``dataset`` at or before the spine's event time (point-in-time)."""
+
+    dataset: str = MISSING
+    keys: list[str] = MISSING  # join key columns, same name on both sides
+    event_time: str = MISSING  # the joined dataset's time column
+    columns: list[str] = MISSING
+    tolerance: str | None = None  # max age of the joined row, e.g. 3h
+    prefix: str = ""
+
+
+@dataclass
+class StaticJoinConfig:
+    """A join on keys to a dataset without time (dimension table)."""
+
+    dataset: str = MISSING
+    keys: list[str] = MISSING  # join key columns, same name on both sides
+    columns: list[str] = MISSING
+    prefix: str = ""
+
+
+@dataclass
+class TransformConfig:
+    """A Python transform from ``features/``, referenced by its registered name."""
+
+    name: str = MISSING
+    inputs: list[str] = field(default_factory=list)
+    outputs: list[str] = MISSING
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class LabelConfig:
+    """The training target: an expression, known only ``available_after`` the event."""
+
+    name: str = MISSING
+    expr: str = MISSING
+    available_after: str = MISSING  # duration
+
+
+@dataclass
+class FeatureSetConfig:
+    """A feature set: entity keys, a spine, and the features computed for each spine row."""
+
+    name: str = MISSING
+    entity: list[str] = MISSING
+    spine: SpineConfig = field(default_factory=SpineConfig)
+    description: str = ""
+    expressions: list[ExpressionFeature] = field(default_factory=list)
+    windows: list[WindowFeature] = field(default_factory=list)
+    asof_joins: list[AsOfJoinConfig] = field(default_factory=list)
+    static_joins: list[StaticJoinConfig] = field(default_factory=list)
+    transforms: list[TransformConfig] = field(default_factory=list)
+    label: LabelConfig | None = None

@@ -1,0 +1,146 @@
+"""Schemas of the ``model``, ``schedule`` and ``monitor`` config groups."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from omegaconf import MISSING
+
+METRICS = (
+    "roc_auc",
+    "pr_auc",
+    "log_loss",
+    "brier",
+    "accuracy",
+    "f1",
+    "precision",
+    "recall",
+    "rmse",
+    "mae",
+    "r2",
+)
+STEPS = ("ingest", "features", "train", "evaluate", "score", "monitor", "report")
+CRON_PRESETS = ("@once", "@hourly", "@daily", "@weekly", "@monthly", "@yearly")
+DRIFT_METHODS = ("psi", "ks", "wasserstein", "chi2", "jsd")
+
+
+@dataclass
+class SplitWindow:
+    """A time window relative to ``run_date``: signed offsets like ``-180d`` .. ``-30d``."""
+
+    start: str = MISSING
+    end: str = MISSING
+
+
+@dataclass
+class SplitConfig:
+    """Train / validation / test windows; ordered and non-overlapping."""
+
+    train: SplitWindow = field(default_factory=SplitWindow)
+    validation: SplitWindow = field(default_factory=SplitWindow)
+    test: SplitWindow = field(default_factory=SplitWindow)
+
+
+@dataclass
+class GateConfig:
+    """Promotion gate: absolute minimums and the allowed regression vs the champion."""
+
+    min_metrics: dict[str, float] = field(default_factory=dict)
+    max_regression: float = 0.0  # on primary_metric, relative to the champion
+    require_champion: bool = False
+
+
+@dataclass
+class ModelConfig:
+    """A model: estimator, feature set and features, label, splits, metrics and gate.
+
+    The estimator is built as ``instantiate(estimator, **params)``.
+    """
+
+    name: str = MISSING
+    estimator: dict[str, Any] = MISSING  # needs _target_
+    params: dict[str, Any] = field(default_factory=dict)
+    feature_set: str = MISSING
+    features: list[str] = field(default_factory=list)  # empty: every feature of the set
+    label: str | None = None  # default: the feature set's label
+    task: str = "classification"  # classification | regression
+    splits: SplitConfig = field(default_factory=SplitConfig)
+    metrics: list[str] = field(default_factory=lambda: ["roc_auc"])
+    primary_metric: str = "roc_auc"
+    seed: int = 42
+    gate: GateConfig = field(default_factory=GateConfig)
+
+
+@dataclass
+class ScheduleConfig:
+    """An Airflow schedule: when, which steps, and how failures are retried."""
+
+    cron: str | None = MISSING  # 5 fields, a preset (@daily …), or null for manual runs
+    start_date: str = MISSING  # YYYY-MM-DD
+    steps: list[str] = MISSING
+    end_date: str | None = None
+    catchup: bool = False
+    retries: int = 2
+    retry_delay: str = "5m"
+    execution_timeout: str = "2h"
+    max_active_runs: int = 1
+    owner: str = "lakeforge"
+    tags: list[str] = field(default_factory=list)
+
+
+@dataclass
+class DriftRule:
+    """How drift is measured for one feature kind, and when it alerts."""
+
+    method: str = MISSING
+    threshold: float = MISSING
+
+
+@dataclass
+class DriftConfig:
+    """Drift rules per feature kind."""
+
+    numeric: DriftRule = field(default_factory=lambda: DriftRule(method="psi", threshold=0.2))
+    categorical: DriftRule = field(default_factory=lambda: DriftRule(method="chi2", threshold=0.05))
+
+
+@dataclass
+class ReferenceConfig:
+    """What current data is compared with: the training set, or a trailing window."""
+
+    kind: str = "training"  # training | window
+    window: str | None = None  # for kind=window, e.g. 30d
+
+
+@dataclass
+class PerformanceConfig:
+    """Model quality on labelled predictions, once the labels arrive."""
+
+    metric: str = "roc_auc"
+    min_value: float | None = None
+
+
+@dataclass
+class DeadlineConfig:
+    """When outputs must exist; a miss alerts."""
+
+    predictions_by: str | None = None  # HH:MM UTC on the day after run_date
+    max_feature_staleness: str = "1d"
+    labels_within: str = "2d"
+
+
+@dataclass
+class MonitorConfig:
+    """Monitoring of one model: drift, performance, deadlines and alerts."""
+
+    name: str = MISSING
+    model: str = MISSING
+    reference: ReferenceConfig = field(default_factory=ReferenceConfig)
+    current_window: str = "1d"
+    features: list[str] = field(default_factory=list)  # empty: the model's features
+    drift: DriftConfig = field(default_factory=DriftConfig)
+    performance: PerformanceConfig = field(default_factory=PerformanceConfig)
+    deadlines: DeadlineConfig = field(default_factory=DeadlineConfig)
+    alerts: list[str] = field(default_factory=lambda: ["log"])
+    retrain_on_drift: bool = False

@@ -1,0 +1,1 @@
+"""Step graph, plan and runner; DVC and Airflow generation build on it."""

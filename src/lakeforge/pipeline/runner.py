@@ -1,0 +1,58 @@
+"""The error boundary of every job in jobs/: compose config, start Spark, run, map errors to exit codes."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from lakeforge.errors import LakeforgeError
+
+log = logging.getLogger(__name__)
+EXIT_INTERNAL = 70
+
+JobBody = Callable[[Any, Any, Any, Any], None]
+
+
+def run_job(step: str, body: JobBody, argv: Sequence[str]) -> int:
+    """Run ``body(spark, cfg, catalog, lineage)`` with ``argv`` as Hydra overrides; return an exit code.
+
+    A user error prints one line and returns its class's exit code (75 for
+    transient errors, which Airflow retries); anything else is a bug and prints
+    its traceback.
+    """
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        from lakeforge.config import config_hash, find_conf_dir, load_config
+        from lakeforge.lake.catalog import catalog_from_config
+        from lakeforge.lake.delta import Lineage, current_git, new_job_run_id
+        from lakeforge.lake.spark import get_spark
+
+        conf_dir = find_conf_dir()
+        cfg = load_config(list(argv), conf_dir=conf_dir)
+        catalog = catalog_from_config(cfg.storage, conf_dir.parent)
+        commit, dirty = current_git(conf_dir.parent)
+        lineage = Lineage(
+            job_run_id=new_job_run_id(), git_commit=commit, git_dirty=dirty,
+            config_hash=config_hash(cfg), step=step,
+        )
+        log.info("%s: job run %s, lake %s", step, lineage.job_run_id, catalog.lake_root)
+        spark = get_spark(cfg.spark)
+        try:
+            body(spark, cfg, catalog, lineage)
+        finally:
+            spark.stop()
+    except LakeforgeError as exc:
+        kind = "retryable error" if exc.transient else "error"
+        print(f"{step}: {kind}: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"{step}: interrupted", file=sys.stderr)
+        return 130
+    except Exception:
+        traceback.print_exc()
+        print(f"{step}: internal error: this is a bug in lakeforge; please report it.", file=sys.stderr)
+        return EXIT_INTERNAL
+    return 0

@@ -1,0 +1,87 @@
+"""The CLI as a user meets it: exit codes, one-line errors, readable output."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from deltalake import write_deltalake
+
+from lakeforge.lake.catalog import Catalog
+from tests.e2e.conftest import run_cli
+
+
+@pytest.fixture
+def small_lake(lake_root: Path) -> Path:
+    """A lake with raw.airlines (two versions), written by delta-rs: no JVM needed."""
+    catalog = Catalog(lake_root)
+    uri = catalog.table_uri("raw.airlines")
+    write_deltalake(uri, pd.DataFrame({"carrier": ["AA", "DL"], "name": ["American", "Delta"]}))
+    write_deltalake(uri, pd.DataFrame({"carrier": ["UA"], "name": ["United"]}), mode="append")
+    return lake_root
+
+
+def test_check_passes_on_shipped_conf() -> None:
+    proc = run_cli(["check"])
+    assert proc.returncode == 0, proc.stderr
+    assert "ok:" in proc.stdout and "flight_delay" in proc.stdout
+
+
+def test_check_reports_bad_override_without_traceback() -> None:
+    proc = run_cli(["check", "model.params_typo=3"])
+    assert proc.returncode == 2
+    assert "params_typo" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_sql_reads_catalog_names_and_time_travels(small_lake: Path) -> None:
+    root = f"storage.lake_root={small_lake}"
+    latest = run_cli(["sql", "SELECT count(*) AS n FROM raw.airlines", root, "--format", "csv"], check=True)
+    assert latest.stdout.splitlines() == ["n", "3"]
+    first = run_cli(
+        ["sql", "SELECT count(*) AS n FROM raw.airlines", root, "--version", "raw.airlines=0", "--format", "csv"],
+        check=True,
+    )
+    assert first.stdout.splitlines() == ["n", "2"]
+
+
+def test_sql_refuses_writes(small_lake: Path) -> None:
+    proc = run_cli(["sql", "DELETE FROM raw.airlines", f"storage.lake_root={small_lake}"])
+    assert proc.returncode == 2
+    assert "read-only" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_sql_unknown_table_lists_known_ones(small_lake: Path) -> None:
+    proc = run_cli(["sql", "SELECT * FROM raw.airline", f"storage.lake_root={small_lake}"])
+    assert proc.returncode == 3
+    assert "raw.airline" in proc.stderr and "raw.airlines" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_bad_version_pin_is_a_usage_error(small_lake: Path) -> None:
+    proc = run_cli(["sql", "SELECT 1", f"storage.lake_root={small_lake}", "--version", "raw.airlines=x"])
+    assert proc.returncode == 2
+    assert "TABLE=N" in proc.stderr
+
+
+def test_tables_and_history(small_lake: Path) -> None:
+    tables = run_cli(["tables", f"storage.lake_root={small_lake}", "--format", "csv"], check=True)
+    header, row = tables.stdout.splitlines()[:2]
+    assert header.startswith("table,version,rows")
+    assert row.startswith("raw.airlines,1,3,")
+    history = run_cli(["history", "raw.airlines", f"storage.lake_root={small_lake}", "--format", "csv"], check=True)
+    assert len(history.stdout.splitlines()) == 3  # header + 2 commits
+
+
+def test_history_of_unknown_table(small_lake: Path) -> None:
+    proc = run_cli(["history", "raw.nope", f"storage.lake_root={small_lake}"])
+    assert proc.returncode == 3
+    assert "table 'raw.nope' does not exist" in proc.stderr
+
+
+def test_bad_table_name_is_a_usage_error(small_lake: Path) -> None:
+    proc = run_cli(["history", "weather", f"storage.lake_root={small_lake}"])
+    assert proc.returncode == 2
+    assert "'<layer>.<name>'" in proc.stderr
