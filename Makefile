@@ -11,7 +11,6 @@ STAMP := $(VENV)/.installed
 export SPARK_LOCAL_IP := 127.0.0.1
 # Never fall back to MLflow's implicit ./mlflow.db, never phone home.
 export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR := false
-export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: help setup java lint test test-unit test-spark test-e2e demo bench lock clean
 
@@ -29,7 +28,7 @@ $(STAMP): requirements.lock pyproject.toml
 		f"lakeforge needs Python 3.11, found {v[0]}.{v[1]} at {sys.executable}; set PYTHON=/path/to/python3.11")'
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
-	$(BIN)/uv pip sync --quiet --python $(BIN)/python requirements.lock
+	$(BIN)/uv pip sync --quiet --compile-bytecode --python $(BIN)/python requirements.lock
 	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
 	@touch $@
 

@@ -65,13 +65,24 @@ def _guard(action: Callable[[], T]) -> T:
         raise typer.Exit(EXIT_INTERNAL) from None
 
 
+def _conf_dir(conf_dir: Path | None) -> Path:
+    """The conf/ folder: ``--conf-dir`` as given, else found from $LAKEFORGE_CONF or the cwd."""
+    from lakeforge.config import find_conf_dir
+
+    if conf_dir is None:
+        return find_conf_dir()
+    if not (conf_dir / "config.yaml").is_file():
+        raise UsageError(f"--conf-dir '{conf_dir}' has no config.yaml; point it to the project's conf/ folder")
+    return conf_dir.absolute()
+
+
 def _project(overrides: Sequence[str] | None, conf_dir: Path | None) -> tuple[Any, Any]:
-    """Compose the config and build the catalog it names."""
-    from lakeforge.config import find_conf_dir, load_config
+    """Compose what the lake commands need (no pipeline) and build the catalog it names."""
+    from lakeforge.config import load_lake_config
     from lakeforge.lake.catalog import catalog_from_config
 
-    conf = find_conf_dir(conf_dir)
-    cfg = load_config(list(overrides or []), conf_dir=conf)
+    conf = _conf_dir(conf_dir)
+    cfg = load_lake_config(list(overrides or []), conf_dir=conf)
     return cfg, catalog_from_config(cfg.storage, conf.parent)
 
 
@@ -105,9 +116,9 @@ def check(overrides: OverridesArg = None, conf_dir: ConfDirOpt = None) -> None:
     """Compose every pipeline in conf/ and report every problem (no JVM starts)."""
 
     def body() -> None:
-        from lakeforge.config import check_all, find_conf_dir
+        from lakeforge.config import check_all
 
-        conf = find_conf_dir(conf_dir)
+        conf = _conf_dir(conf_dir)
         pipelines, problems = check_all(list(overrides or []), conf_dir=conf)
         for problem in problems:
             _err(f"error: {problem}")

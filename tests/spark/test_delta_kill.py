@@ -58,7 +58,10 @@ def test_sigkill_at_random_moments_keeps_the_table_consistent(spark: Any, lake_r
     for k in range(1, TRIALS + 1):
         writer, upcoming = upcoming, (WriterProcess(slow_ms=60) if k < TRIALS else None)
         writer.wait_ready()
-        delay = rng.uniform(0, duration * 1.6)  # killed writers run slower: a JVM starts beside them
+        # Stratified: trial k's kill falls in the k-th slice of [0, 1.6 x write time], so the kills
+        # spread over Spark's write, the file moves, the commit and after it (killed writers run
+        # slower than the calibration: the next writer's JVM starts beside them).
+        delay = duration * 1.6 * (k - 1 + rng.random()) / TRIALS
         writer.send(_command(lake_root, k))
         time.sleep(delay)
         writer.kill()

@@ -5,6 +5,7 @@ from lakeforge.config.compose import (
     config_hash,
     find_conf_dir,
     load_config,
+    load_lake_config,
     pipeline_names,
     resolve_path,
 )
@@ -16,6 +17,7 @@ __all__ = [
     "config_hash",
     "find_conf_dir",
     "load_config",
+    "load_lake_config",
     "pipeline_names",
     "register_schemas",
     "resolve_path",

@@ -131,6 +131,38 @@ def load_config(
     return cfg
 
 
+LAKE_GROUPS = ("storage", "spark", "tracking")
+
+
+def load_lake_config(overrides: Sequence[str] = (), *, conf_dir: Path | None = None) -> DictConfig:
+    """Compose only the groups the lake commands need (storage, spark, tracking): no pipeline.
+
+    ``lakeforge sql``/``tables``/``history`` use this: leaving the pipeline's
+    datasets, features and model out makes composition ~5x faster. Overrides of
+    other groups do not matter to these commands and are left out.
+    """
+    conf = Path(conf_dir or find_conf_dir())
+    kept = [o for o in overrides if o.lstrip("+~").split("=", 1)[0].split("@")[0].split(".")[0] in LAKE_GROUPS]
+    register_schemas()
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(str(conf.absolute()), version_base="1.3", job_name="lakeforge"):
+            try:
+                cfg = compose(config_name=CONFIG_NAME, overrides=[*kept, "~pipeline"])
+            except _COMPOSE_ERRORS as exc:
+                raise translate(exc, _locator(conf, kept), kept) from None
+    except _COMPOSE_ERRORS as exc:
+        raise translate(exc, Locator(conf_dir=conf), kept) from None
+    finally:
+        GlobalHydra.instance().clear()
+    lake = OmegaConf.create({group: cfg[group] for group in LAKE_GROUPS})
+    missing = [f"{g}.{k}" for g in LAKE_GROUPS for k in cfg[g] if OmegaConf.is_missing(cfg[g], k)]
+    if missing:
+        raise ConfigError(f"required value(s) missing: {', '.join(missing)}", file=f"{conf.name}/config.yaml")
+    lake.project_root = str(conf.absolute().parent)
+    return lake
+
+
 def pipeline_names(conf_dir: Path) -> list[str]:
     """The pipelines declared in conf/pipeline/*.yaml."""
     return sorted(p.stem for p in (conf_dir / "pipeline").glob("*.yaml"))

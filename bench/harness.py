@@ -1,0 +1,157 @@
+"""A tiny benchmark harness: alternating timed runs, machine facts, results under bench/results/."""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO_ROOT = BENCH_DIR.parent
+RESULTS_DIR = BENCH_DIR / "results"
+LATEST = RESULTS_DIR / "latest.md"
+MIN_RUNS = 3
+_LATEST_HEADER = (
+    "# Latest benchmark results\n\n"
+    "Written by `.venv/bin/python -m bench`; one row per benchmark, replaced on each run. "
+    "Details and machine facts: `bench/results/<name>.json`.\n\n"
+    "| benchmark | figure | ratio to reference | target | result | when | commit |\n"
+    "| --- | --- | --- | --- | --- | --- | --- |\n"
+)
+
+
+@dataclass
+class Result:
+    """One benchmark's headline: a figure, its ratio to the reference run, and whether it met its target."""
+
+    name: str
+    figure: str
+    target: str
+    passed: bool
+    ratio: float | None = None
+    timings: dict[str, list[float]] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def time_alternating(
+    candidates: Mapping[str, Callable[[], None]],
+    *,
+    runs: int = MIN_RUNS,
+    warmup: int = 1,
+    between: Callable[[], None] | None = None,
+) -> dict[str, list[float]]:
+    """Time each candidate ``runs`` times, interleaved (a, b, a, b, …) so drift hits all alike.
+
+    ``between`` runs untimed after every timed call (cleanup, e.g. deleting written files).
+    """
+    if runs < MIN_RUNS:
+        raise ValueError(f"use at least {MIN_RUNS} runs for a median, got {runs}")
+    for _ in range(warmup):
+        for run in candidates.values():
+            run()
+            if between:
+                between()
+    timings: dict[str, list[float]] = {name: [] for name in candidates}
+    for _ in range(runs):
+        for name, run in candidates.items():
+            gc.collect()
+            start = time.perf_counter()
+            run()
+            timings[name].append(time.perf_counter() - start)
+            if between:
+                between()
+    return timings
+
+
+def median(values: list[float]) -> float:
+    """The median of timed runs."""
+    return statistics.median(values)
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _run(cmd: list[str]) -> str:
+    try:
+        out = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=30, cwd=REPO_ROOT)
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return (out.stdout + out.stderr).strip()
+
+
+def machine_facts() -> dict[str, Any]:
+    """Cores, memory, versions and the git commit: what a reader needs to compare two results."""
+    import psutil
+
+    java = _run(["java", "-version"])
+    java_match = re.search(r'version "([^"]+)"', java)
+    return {
+        "cpu_count": os.cpu_count(),
+        "physical_cores": psutil.cpu_count(logical=False),
+        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "python": platform.python_version(),
+        "java": java_match.group(1) if java_match else None,
+        "pyspark": _version("pyspark"),
+        "deltalake": _version("deltalake"),
+        "duckdb": _version("duckdb"),
+        "pyarrow": _version("pyarrow"),
+        "lakeforge": _version("lakeforge"),
+        "git_commit": _run(["git", "rev-parse", "--short=12", "HEAD"]) or None,
+        # Other work on the machine skews timings; the 1/5/15-minute load shows whether there was any.
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+        "git_dirty": bool(_run(["git", "status", "--porcelain", "--untracked-files=no"])),
+    }
+
+
+def record(result: Result) -> Path:
+    """Write ``bench/results/<name>.json`` and update the row of ``latest.md``; return the JSON path."""
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    facts = machine_facts()
+    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    payload = {"recorded_at": when, "machine": facts, **asdict(result)}
+    path = RESULTS_DIR / f"{result.name}.json"
+    path.write_text(json.dumps(payload, indent=2, default=str) + "\n")
+    _update_latest(result, when, str(facts["git_commit"]) + ("+dirty" if facts["git_dirty"] else ""))
+    return path
+
+
+def _update_latest(result: Result, when: str, commit: str) -> None:
+    rows: dict[str, str] = {}
+    if LATEST.exists():
+        for line in LATEST.read_text().splitlines():
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            if line.startswith("| ") and cells[0] not in ("benchmark", "---"):
+                rows[cells[0]] = line
+    ratio = f"{result.ratio:.2f}" if result.ratio is not None else "–"
+    verdict = "pass" if result.passed else "short"
+    rows[result.name] = (
+        f"| {result.name} | {result.figure} | {ratio} | {result.target} | {verdict} | {when} | {commit} |"
+    )
+    LATEST.write_text(_LATEST_HEADER + "\n".join(rows[name] for name in sorted(rows)) + "\n")
+
+
+def report(result: Result) -> None:
+    """Print the headline and record it."""
+    path = record(result)
+    ratio = f", ratio {result.ratio:.2f}" if result.ratio is not None else ""
+    verdict = "pass" if result.passed else "SHORT"
+    print(f"{result.name}: {result.figure}{ratio} (target {result.target}) -> {verdict}  [{path}]")
+    sys.stdout.flush()
