@@ -14,7 +14,7 @@ def test_demo_job_writes_real_tables(lake_root: Path) -> None:
     env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1"}
     root = f"storage.lake_root={lake_root}"
     proc = subprocess.run(
-        [sys.executable, "jobs/demo.py", root, "spark.master=local[2]"],
+        [sys.executable, "jobs/demo.py", root, "spark.master='local[2]'"],
         cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode == 0, proc.stderr

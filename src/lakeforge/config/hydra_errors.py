@@ -151,6 +151,20 @@ def _yaml_error(exc: yaml.MarkedYAMLError, loc: Locator) -> ConfigError:
     return ConfigError(detail + "; fix the syntax (quote values containing ':' or '#')", file=file, key=where)
 
 
+def _bad_override(exc: BaseException, overrides: Sequence[str]) -> tuple[str, str]:
+    """The first override Hydra's grammar refuses, and the parser's reason (no doc links)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser = OverridesParser.create()
+    for override in overrides:
+        try:
+            parser.parse_overrides([override])
+        except OverrideParseException as single:
+            return override, str(single).splitlines()[0]
+    lines = [line for line in str(exc).splitlines() if not line.startswith("See https://")]
+    return ", ".join(overrides), lines[-1] if lines else str(exc)
+
+
 def translate(exc: BaseException, loc: Locator, overrides: Sequence[str] = ()) -> ConfigError:
     """Turn any composition error into one ConfigError; never includes a traceback."""
     if isinstance(exc, ConfigError):
@@ -158,11 +172,10 @@ def translate(exc: BaseException, loc: Locator, overrides: Sequence[str] = ()) -
     if isinstance(exc, yaml.MarkedYAMLError):
         return _yaml_error(exc, loc)
     if isinstance(exc, OverrideParseException):
-        lines = str(exc).splitlines()
-        reason = lines[1] if len(lines) > 1 else lines[0]
-        override: str = next((o for o in overrides if f"'{o}'" in lines[0]), lines[0])
+        override, reason = _bad_override(exc, overrides)
         return ConfigError(
-            f"cannot parse override: {reason}; write key=value, +key=value, ~key or group=option",
+            f"cannot parse override: {reason}; write key=value, +key=value, ~key or group=option, "
+            "and quote values holding brackets, commas or spaces (e.g. spark.master='local[2]')",
             key=f"override '{override}'",
         )
     if isinstance(exc, MissingConfigException):
