@@ -120,12 +120,33 @@ def check(overrides: OverridesArg = None, conf_dir: ConfDirOpt = None) -> None:
 
         conf = _conf_dir(conf_dir)
         pipelines, problems = check_all(list(overrides or []), conf_dir=conf)
+        if not problems and not overrides:
+            from lakeforge.config import load_config
+            from lakeforge.config.params import stale_params
+
+            stale = stale_params(load_config([], conf_dir=conf), conf.parent)
+            problems += [stale] if stale else []
         for problem in problems:
             _err(f"error: {problem}")
         if problems:
             _err(f"{len(problems)} problem(s) in {conf}; nothing was run.")
             raise typer.Exit(2)
         typer.echo(f"ok: {len(pipelines)} pipeline(s) checked: {', '.join(pipelines)}")
+
+    _guard(body)
+
+
+@app.command()
+def params(overrides: OverridesArg = None, conf_dir: ConfDirOpt = None) -> None:
+    """Write params.yaml (for DVC) from the composed conf/."""
+
+    def body() -> None:
+        from lakeforge.config import load_config
+        from lakeforge.config.params import write_params
+
+        conf = _conf_dir(conf_dir)
+        path = write_params(load_config(list(overrides or []), conf_dir=conf), conf.parent)
+        typer.echo(f"wrote {path}")
 
     _guard(body)
 
