@@ -24,6 +24,7 @@ def run_job(step: str, body: JobBody, argv: Sequence[str]) -> int:
     its traceback.
     """
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("py4j").setLevel(logging.WARNING)  # one INFO line per gateway call otherwise
     try:
         from lakeforge.config import config_hash, find_conf_dir, load_config
         from lakeforge.lake.catalog import catalog_from_config
