@@ -274,10 +274,13 @@ def vacuum(
     def body() -> None:
         from lakeforge.lake.delta import vacuum as vacuum_tables
 
-        _, catalog = _project(overrides, conf_dir)
-        if table:
-            catalog.require(table)
-        results = vacuum_tables(catalog, table, retention_hours=retention_hours, dry_run=dry_run)
+        target, extra = table, list(overrides or [])
+        if target and "=" in target:  # `lakeforge vacuum storage.lake_root=…`: an override, no table
+            target, extra = None, [target, *extra]
+        _, catalog = _project(extra, conf_dir)
+        if target:
+            catalog.require(target)
+        results = vacuum_tables(catalog, target, retention_hours=retention_hours, dry_run=dry_run)
         verb = "would remove" if dry_run else "removed"
         for result in results:
             typer.echo(f"{result.table}: {verb} {len(result.files)} file(s), {result.bytes / 1e6:.2f} MB")

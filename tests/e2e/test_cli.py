@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -85,3 +86,22 @@ def test_bad_table_name_is_a_usage_error(small_lake: Path) -> None:
     proc = run_cli(["history", "weather", f"storage.lake_root={small_lake}"])
     assert proc.returncode == 2
     assert "'<layer>.<name>'" in proc.stderr
+
+
+def test_vacuum_removes_orphans_of_failed_writes(small_lake: Path) -> None:
+    table_dir = Path(Catalog(small_lake).table_uri("raw.airlines"))
+    orphan = table_dir / "part-00000-deadbeef.snappy.parquet"  # as a killed writer leaves it
+    orphan.write_bytes(b"PAR1")
+    old = 1_600_000_000
+    os.utime(orphan, (old, old))
+    root = f"storage.lake_root={small_lake}"
+
+    dry = run_cli(["vacuum", "raw.airlines", root, "--retention-hours", "1", "--dry-run"], check=True)
+    assert "raw.airlines: would remove 1 file(s)" in dry.stdout
+    assert orphan.exists()
+
+    done = run_cli(["vacuum", root, "--retention-hours", "1"], check=True)
+    assert "raw.airlines: removed 1 file(s)" in done.stdout
+    assert not orphan.exists()
+    still = run_cli(["sql", "SELECT count(*) AS n FROM raw.airlines", root, "--format", "csv"], check=True)
+    assert still.stdout.splitlines() == ["n", "3"]

@@ -408,9 +408,9 @@ def write_table(
         shutil.rmtree(staging, ignore_errors=True)
         with contextlib.suppress(OSError):
             staging.parent.rmdir()  # only when empty: another write may be staging too
-        if write.commit_started:
-            pass  # committed, or outcome unknown: never delete files a commit may reference
-        else:
+        # Once a commit started, its outcome may be unknown: never delete files it may reference
+        # (vacuum removes them later if the commit did not land).
+        if not write.commit_started:
             _discard(Path(uri), write)
 
 
