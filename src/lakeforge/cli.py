@@ -274,9 +274,10 @@ def vacuum(
     def body() -> None:
         from lakeforge.lake.delta import vacuum as vacuum_tables
 
-        target, extra = table, list(overrides or [])
-        if target and "=" in target:  # `lakeforge vacuum storage.lake_root=…`: an override, no table
-            target, extra = None, [target, *extra]
+        target: str | None = table
+        extra = list(overrides or [])
+        if table and "=" in table:  # `lakeforge vacuum storage.lake_root=…`: an override, no table
+            target, extra = None, [table, *extra]
         _, catalog = _project(extra, conf_dir)
         if target:
             catalog.require(target)
