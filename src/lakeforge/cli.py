@@ -137,6 +137,23 @@ def check(overrides: OverridesArg = None, conf_dir: ConfDirOpt = None) -> None:
 
 
 @app.command()
+def run(
+    step: Annotated[str, typer.Argument(help="The step to run, e.g. ingest")],
+    overrides: OverridesArg = None,
+) -> None:
+    """Run one pipeline step in this process (local Spark), e.g. `lakeforge run ingest`."""
+    from lakeforge.pipeline.runner import run_job
+    from lakeforge.pipeline.steps import STEPS
+
+    if step not in STEPS:
+        from lakeforge.errors import did_you_mean
+
+        _err(f"error: unknown step '{step}'{did_you_mean(step, STEPS)}; steps: {', '.join(STEPS)}")
+        raise typer.Exit(2)
+    raise typer.Exit(run_job(step, STEPS[step], list(overrides or [])))
+
+
+@app.command()
 def params(overrides: OverridesArg = None, conf_dir: ConfDirOpt = None) -> None:
     """Write params.yaml (for DVC) from the composed conf/."""
 
@@ -257,6 +274,37 @@ def sql(
             spark = get_spark(cfg.spark)
         result = run_sql(catalog, statement, engine=engine, versions=versions, spark=spark, limit=limit)
         typer.echo(format_result(result, fmt), nl=False)
+
+    _guard(body)
+
+
+@app.command()
+def profile(
+    dataset: Annotated[str, typer.Argument(help="A dataset (profiles raw.<dataset>) or a table, e.g. raw.flights")],
+    overrides: OverridesArg = None,
+    conf_dir: ConfDirOpt = None,
+    target: Annotated[str | None, typer.Option(help="Column to correlate every other column with.")] = None,
+    out: Annotated[Path, typer.Option(help="Folder for the JSON and HTML reports.")] = Path("reports/profile"),
+    version_pin: Annotated[int | None, typer.Option("--version", help="Profile this table version.")] = None,
+) -> None:
+    """Profile a table (types, nulls, distinct, quantiles, top values, correlation) to JSON and HTML."""
+
+    def body() -> None:
+        from lakeforge.data.profile import profile_table
+        from lakeforge.lake.spark import get_spark
+
+        cfg, catalog = _project(overrides, conf_dir)
+        table = dataset if "." in dataset else f"raw.{dataset}"
+        catalog.require(table)
+        out_dir = out if out.is_absolute() else Path(str(cfg.project_root)) / out
+        spark = get_spark(cfg.spark)
+        try:
+            result = profile_table(spark, catalog, table, target=target, out_dir=out_dir, version=version_pin)
+        finally:
+            spark.stop()
+        typer.echo(f"profiled {result.table} v{result.version}: {result.rows:,} rows")
+        typer.echo(f"  html: {result.html_path}")
+        typer.echo(f"  json: {result.json_path}")
 
     _guard(body)
 

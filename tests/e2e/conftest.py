@@ -20,9 +20,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.e2e)
 
 
-def run_cli(args: Sequence[str], *, cwd: Path = REPO_ROOT, check: bool = False) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    args: Sequence[str], *, cwd: Path = REPO_ROOT, check: bool = False, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run the installed `lakeforge` script; return the finished process."""
-    env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1", "COLUMNS": "200"}
+    env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1", "COLUMNS": "200", **(env or {})}
     proc = subprocess.run(
         [str(BIN / "lakeforge"), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
     )

@@ -6,7 +6,12 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from lakeforge.config.schema_data import COLUMN_TYPES, SOURCE_FORMATS, WINDOW_FUNCTIONS
+from lakeforge.config.schema_data import (
+    COLUMN_TYPES,
+    NEW_COLUMN_POLICIES,
+    SOURCE_FORMATS,
+    WINDOW_FUNCTIONS,
+)
 from lakeforge.config.values import (
     parse_duration,
     parse_positive_duration,
@@ -73,8 +78,7 @@ def check_datasets(cfg: dict[str, Any], report: Report) -> None:
         if _set(fmt) and fmt not in SOURCE_FORMATS:
             report(
                 f"{base}.source.format",
-                f"unknown format '{fmt}'{did_you_mean(str(fmt), SOURCE_FORMATS)}; "
-                f"allowed: {', '.join(SOURCE_FORMATS)}",
+                f"unknown format '{fmt}'{did_you_mean(str(fmt), SOURCE_FORMATS)}; allowed: {', '.join(SOURCE_FORMATS)}",
             )
         if fmt == "jdbc":
             if not _set(src.get("url")):
@@ -96,12 +100,59 @@ def check_datasets(cfg: dict[str, Any], report: Report) -> None:
             if col.get("name") in seen:
                 report(f"{base}.columns[{i}].name", f"duplicate column name '{col.get('name')}'")
             seen.add(col.get("name"))
+            _check_column_checks(report, f"{base}.columns[{i}]", col)
         where = f"dataset '{name}'"
         for i, pk in enumerate(_list(ds.get("primary_key"))):
             _ref(report, f"{base}.primary_key[{i}]", pk, names, "column", where)
+        derived = [str(d.get("name")) for d in _list(ds.get("derived_columns"))]
         for i, part in enumerate(_list(ds.get("partition_by"))):
-            _ref(report, f"{base}.partition_by[{i}]", part, names, "column", where)
+            _ref(report, f"{base}.partition_by[{i}]", part, names + derived, "column or derived column", where)
         _ref(report, f"{base}.event_time", ds.get("event_time"), names, "column", where)
+        _check_dataset_level(report, base, ds, names, where)
+
+
+def _check_column_checks(report: Report, key: str, col: dict[str, Any]) -> None:
+    """Range bounds in order, a compilable regex, string checks only on strings."""
+    checks = col.get("checks") or {}
+    for low, high in (("ge", "le"), ("gt", "lt"), ("ge", "lt"), ("gt", "le")):
+        lo, hi = checks.get(low), checks.get(high)
+        if isinstance(lo, int | float) and isinstance(hi, int | float) and lo > hi:
+            report(f"{key}.checks", f"{low}: {lo:g} is above {high}: {hi:g}; no value can pass")
+    if _set(checks.get("regex")):
+        try:
+            re.compile(str(checks["regex"]))
+        except re.error as exc:
+            report(f"{key}.checks.regex", f"'{checks['regex']}' is not a valid regular expression: {exc}")
+    length = checks.get("str_length") or {}
+    if _set(length.get("min")) and _set(length.get("max")) and length["min"] > length["max"]:
+        report(f"{key}.checks.str_length", f"min {length['min']} is above max {length['max']}")
+    string_only = [c for c in ("regex", "str_length") if _set(checks.get(c))]
+    if string_only and col.get("type") not in ("string", None, MISSING):
+        report(f"{key}.checks.{string_only[0]}", f"'{string_only[0]}' needs a string column, not {col.get('type')}")
+
+
+def _check_dataset_level(report: Report, base: str, ds: dict[str, Any], names: list[str], where: str) -> None:
+    """Unique key, row count bounds, freshness, bad-row budget and the new-column policy."""
+    checks = ds.get("checks") or {}
+    for i, key in enumerate(_list(checks.get("unique"))):
+        _ref(report, f"{base}.checks.unique[{i}]", key, names, "column", where)
+    rows = checks.get("row_count") or {}
+    if _set(rows.get("min")) and _set(rows.get("max")) and rows["min"] > rows["max"]:
+        report(f"{base}.checks.row_count", f"min {rows['min']} is above max {rows['max']}")
+    fresh = checks.get("freshness")
+    if isinstance(fresh, dict):
+        _ref(report, f"{base}.checks.freshness.column", fresh.get("column"), names, "column", where)
+        _duration(report, f"{base}.checks.freshness.max_age", fresh.get("max_age"))
+    fraction = ds.get("max_bad_fraction")
+    if isinstance(fraction, int | float) and not 0 <= fraction <= 1:
+        report(f"{base}.max_bad_fraction", f"{fraction} is not a fraction between 0 and 1")
+    policy = ds.get("new_columns")
+    if _set(policy) and policy not in NEW_COLUMN_POLICIES:
+        report(
+            f"{base}.new_columns",
+            f"unknown policy '{policy}'{did_you_mean(str(policy), NEW_COLUMN_POLICIES)}; "
+            f"allowed: {', '.join(NEW_COLUMN_POLICIES)}",
+        )
 
 
 def feature_names(fs: dict[str, Any]) -> list[str]:

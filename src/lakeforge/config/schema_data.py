@@ -27,15 +27,28 @@ class SourceConfig:
     options: dict[str, str] = field(default_factory=dict)
 
 
+NEW_COLUMN_POLICIES = ("error", "ignore")
+
+
+@dataclass
+class StrLengthCheck:
+    """Bounds on a string's length in characters (inclusive)."""
+
+    min: int | None = None
+    max: int | None = None
+
+
 @dataclass
 class ColumnChecks:
     """Declared value checks for one column; the ingest path enforces them (pandera)."""
 
-    min: float | None = None
-    max: float | None = None
+    ge: float | None = None
+    le: float | None = None
+    gt: float | None = None
+    lt: float | None = None
     isin: list[Any] | None = None
-    regex: str | None = None
-    unique: bool = False
+    regex: str | None = None  # matched from the start; anchor with ^…$ for a full match
+    str_length: StrLengthCheck | None = None
 
 
 @dataclass
@@ -44,22 +57,62 @@ class ColumnConfig:
 
     name: str = MISSING
     type: str = MISSING  # one of COLUMN_TYPES, or decimal(p,s)
-    nullable: bool = True
+    nullable: bool = True  # False adds the not_null check
     description: str = ""
+    source_name: str | None = None  # the column's name in the source, when it differs
     checks: ColumnChecks = field(default_factory=ColumnChecks)
 
 
 @dataclass
+class RowCountCheck:
+    """Bounds on the number of source rows; outside them the ingest fails."""
+
+    min: int | None = None
+    max: int | None = None
+
+
+@dataclass
+class FreshnessCheck:
+    """The newest accepted ``column`` value must be within ``max_age`` of the run date (else now)."""
+
+    column: str = MISSING
+    max_age: str = MISSING  # duration: 1h, 2d, …
+
+
+@dataclass
+class DatasetChecks:
+    """Dataset-level checks, run as Spark aggregations."""
+
+    unique: list[str] | None = None  # key columns; None = primary_key, [] = no check
+    row_count: RowCountCheck = field(default_factory=RowCountCheck)
+    freshness: FreshnessCheck | None = None
+
+
+@dataclass
+class DerivedColumn:
+    """A column computed from accepted rows by a Spark SQL expression (e.g. a partition key)."""
+
+    name: str = MISSING
+    expr: str = MISSING
+
+
+@dataclass
 class DatasetConfig:
-    """A raw dataset: its source, declared columns, keys and event time."""
+    """A raw dataset: its source, declared columns, checks, keys, event time and partitioning."""
 
     source: SourceConfig = field(default_factory=SourceConfig)
     columns: list[ColumnConfig] = MISSING
     description: str = ""
     primary_key: list[str] = field(default_factory=list)
     event_time: str | None = None
-    partition_by: list[str] = field(default_factory=list)
-    # Rows failing a check go to quarantine.<dataset>; False makes them fail the step.
+    checks: DatasetChecks = field(default_factory=DatasetChecks)
+    # Added to raw.<dataset> after validation; may be named in partition_by.
+    derived_columns: list[DerivedColumn] = field(default_factory=list)
+    partition_by: list[str] = field(default_factory=list)  # declared or derived columns
+    # Above this share of quarantined rows the ingest fails and writes nothing.
+    max_bad_fraction: float = 0.01
+    new_columns: str = "error"  # error | ignore: source columns nobody declared
+    # Rows failing a check go to quarantine.<dataset>; False makes any bad row fail the step.
     quarantine: bool = True
 
 

@@ -82,7 +82,8 @@ def read_table(spark: Any, catalog: Catalog, table: str, version: int | None = N
     snapshot = open_table(catalog, name, version)
     check_reader_features(name, snapshot)
     schema = spark_schema_from_delta(snapshot.schema())
-    columns = [f.name for f in schema.fields]
+    # Quoted: column names may hold dots, spaces or backticks.
+    columns = ["`" + f.name.replace("`", "``") + "`" for f in schema.fields]
     partition_cols = list(snapshot.metadata().partition_columns)
     files = snapshot_files(snapshot)
     base = catalog.table_uri(name)

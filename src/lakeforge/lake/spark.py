@@ -68,6 +68,8 @@ def spark_settings(spark_cfg: Any) -> dict[str, str]:
         "spark.driver.extraJavaOptions": java_opts,
         "spark.executor.extraJavaOptions": java_opts,
         "spark.sql.execution.arrow.pyspark.enabled": "true",
+        # Wide declared datasets make long plans; the default truncation only adds a warning.
+        "spark.sql.debug.maxToStringFields": "1000",
         # Executors write files; lakeforge's commit is the only thing that makes them visible.
         "spark.sql.sources.commitProtocolClass": (
             "org.apache.spark.sql.execution.datasources.SQLHadoopMapReduceCommitProtocol"

@@ -305,8 +305,8 @@ CASES: dict[str, Case] = {
     ),
     "unknown column type": Case(
         D,
-        "{name: dep_delay, type: double}",
-        "{name: dep_delay, type: dubble}",
+        "{name: dep_delay, type: double, checks",
+        "{name: dep_delay, type: dubble, checks",
         (),
         (f"{CD}dataset.flights.columns[5].type: unknown column type 'dubble' (did you mean 'double'?)",),
     ),

@@ -1,0 +1,191 @@
+"""Ingest: read a declared dataset, validate every row, write raw.<name> and quarantine.<name>.
+
+Rows that pass every check land in ``raw.<name>`` (declared types, declared partitions); the
+others in ``quarantine.<name>`` as raw strings with the checks they failed. Both tables are
+overwritten, so re-ingesting the same source replaces its rows and never duplicates them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+from lakeforge.data.dataset_checks import (
+    Outcome,
+    check_bad_fraction,
+    check_freshness,
+    check_row_count,
+    summarise,
+)
+from lakeforge.data.schema import ColumnSpec, column_specs
+from lakeforge.data.sources import SourceRequest, get_reader
+from lakeforge.data.validate import FAILED, RAW_RECORD, raw_name, validate
+from lakeforge.errors import ConfigError, DataValidationError, did_you_mean
+from lakeforge.lake.catalog import Catalog
+from lakeforge.lake.delta import Lineage, write_table
+
+log = logging.getLogger(__name__)
+
+RUN_ID = "_ingest_run_id"
+INGESTED_AT = "_ingested_at"
+
+
+@dataclass(frozen=True)
+class IngestReport:
+    """What one dataset's ingest wrote."""
+
+    dataset: str
+    rows_in: int
+    rows_accepted: int
+    rows_quarantined: int
+    raw_table: str
+    raw_version: int
+    quarantine_table: str
+    quarantine_version: int
+    check_failures: dict[str, int] = field(default_factory=dict)
+
+
+def _unique_key(dataset_cfg: Any) -> list[str]:
+    """The declared unique key; None means the primary key."""
+    unique = dataset_cfg.checks.unique
+    return [str(k) for k in (dataset_cfg.primary_key if unique is None else unique)]
+
+
+def _quarantine_frame(validated: Any, src_typed: bool, specs: Sequence[ColumnSpec], run_id: str, now: datetime) -> Any:
+    """Bad rows as raw strings, with their failed checks, the run id and the ingest time."""
+    from pyspark.sql import functions as F  # noqa: N812
+
+    values = [(F.col(s.name).cast("string") if src_typed else F.col(raw_name(s.name))).alias(s.name) for s in specs]
+    return validated.filter(F.size(F.col(FAILED)) > 0).select(
+        *values,
+        F.col(RAW_RECORD),
+        F.col(FAILED),
+        F.lit(run_id).alias(RUN_ID),
+        F.lit(now).cast("timestamp").alias(INGESTED_AT),
+    )
+
+
+def _raw_frame(validated: Any, specs: Sequence[ColumnSpec], dataset_cfg: Any) -> Any:
+    """Accepted rows: declared columns with declared types, plus the derived columns."""
+    from pyspark.sql import functions as F  # noqa: N812
+
+    accepted = validated.filter(F.size(F.col(FAILED)) == 0)
+    derived = [F.expr(str(d.expr)).alias(str(d.name)) for d in dataset_cfg.derived_columns]
+    return accepted.select(*[F.col(s.name) for s in specs], *derived)
+
+
+def ingest(
+    spark: Any,
+    catalog: Catalog,
+    name: str,
+    dataset_cfg: Any,
+    project_root: Path,
+    lineage: Lineage,
+    run_date: date | None = None,
+) -> IngestReport:
+    """Validate one dataset and write its raw and quarantine tables; nothing is written when it fails."""
+    from pyspark import StorageLevel
+
+    specs = column_specs(dataset_cfg)
+    request = SourceRequest(name, dataset_cfg.source, specs, Path(project_root), str(dataset_cfg.new_columns))
+    source = get_reader(str(dataset_cfg.source.format))(spark, request)
+    freshness = dataset_cfg.checks.freshness
+    validated = validate(source, specs, name, _unique_key(dataset_cfg))
+    # Every count, the examples and both writes reuse one validated copy: the source is read once.
+    validated = validated.persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        outcome = summarise(validated, str(freshness.column) if freshness is not None else None)
+        check_row_count(name, outcome.rows_in, dataset_cfg.checks.row_count)
+        quarantine = _quarantine_frame(validated, source.typed, specs, lineage.job_run_id, datetime.now(UTC))
+        max_bad = float(dataset_cfg.max_bad_fraction) if dataset_cfg.quarantine else 0.0
+        check_bad_fraction(name, outcome, max_bad, quarantine, [s.name for s in specs])
+        if freshness is not None:
+            check_freshness(name, freshness, outcome.newest, run_date)
+        return _write(validated, quarantine, specs, dataset_cfg, catalog, name, lineage, outcome)
+    finally:
+        validated.unpersist()
+
+
+def _write(
+    validated: Any,
+    quarantine: Any,
+    specs: Sequence[ColumnSpec],
+    dataset_cfg: Any,
+    catalog: Catalog,
+    name: str,
+    lineage: Lineage,
+    outcome: Outcome,
+) -> IngestReport:
+    """Overwrite raw.<name> and quarantine.<name>; check that every row landed exactly once."""
+    raw_table, quarantine_table = f"raw.{name}", f"quarantine.{name}"
+    partition_by = [str(p) for p in dataset_cfg.partition_by]
+    raw = write_table(
+        _raw_frame(validated, specs, dataset_cfg),
+        catalog,
+        raw_table,
+        mode="overwrite",
+        partition_by=partition_by,
+        lineage=lineage,
+    )
+    bad = write_table(quarantine, catalog, quarantine_table, mode="overwrite", lineage=lineage)
+    if raw.rows + bad.rows != outcome.rows_in:
+        raise DataValidationError(
+            f"dataset '{name}': row accounting failed: {outcome.rows_in:,} rows in, but {raw.rows:,} accepted "
+            f"+ {bad.rows:,} quarantined were written (raw v{raw.version}, quarantine v{bad.version}); "
+            f"re-run the ingest"
+        )
+    log.info(
+        "ingest %s: %d rows in, %d accepted (%s v%d), %d quarantined (%s v%d)",
+        name,
+        outcome.rows_in,
+        raw.rows,
+        raw_table,
+        raw.version,
+        bad.rows,
+        quarantine_table,
+        bad.version,
+    )
+    return IngestReport(
+        dataset=name,
+        rows_in=outcome.rows_in,
+        rows_accepted=raw.rows,
+        rows_quarantined=bad.rows,
+        raw_table=raw_table,
+        raw_version=raw.version,
+        quarantine_table=quarantine_table,
+        quarantine_version=bad.version,
+        check_failures=outcome.check_failures,
+    )
+
+
+def _run_date(cfg: Any) -> date | None:
+    """The composed run_date (ISO), if any."""
+    value = cfg.get("run_date")
+    return date.fromisoformat(str(value)) if value else None
+
+
+def ingest_dataset(spark: Any, cfg: Any, catalog: Catalog, name: str, lineage: Lineage) -> IngestReport:
+    """Ingest the composed dataset ``name`` (``cfg.dataset[name]``)."""
+    datasets = cfg.get("dataset") or {}
+    if name not in datasets:
+        raise ConfigError(
+            f"'{name}' is not a composed dataset{did_you_mean(name, list(datasets))} "
+            f"(composed: {', '.join(datasets) or 'none'})",
+            key="dataset",
+        )
+    return ingest(spark, catalog, name, datasets[name], Path(str(cfg.project_root)), lineage, _run_date(cfg))
+
+
+def ingest_all(
+    spark: Any, cfg: Any, catalog: Catalog, lineage: Lineage, names: Sequence[str] | None = None
+) -> list[IngestReport]:
+    """Ingest ``names`` (default: the pipeline's datasets, else every composed one), in order."""
+    if names is None:
+        pipeline = cfg.get("pipeline")
+        chosen = list(pipeline.get("datasets") or []) if pipeline is not None else []
+        names = chosen or list(cfg.get("dataset") or {})
+    return [ingest_dataset(spark, cfg, catalog, str(n), lineage) for n in names]

@@ -1,0 +1,60 @@
+"""The steps a job, `lakeforge run STEP` or a DVC stage can run, by name.
+
+Each step is a function of (spark, cfg, catalog, lineage) that reads and writes
+through the lake; the runner (``lakeforge.pipeline.runner``) gives it those.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+MARKER_DIR = "lake_markers"
+
+
+def write_marker(cfg: Any, step: str, payload: dict[str, Any]) -> Path:
+    """Record what a step wrote (tables, versions, rows) in a small JSON file DVC tracks."""
+    path = Path(str(cfg.project_root)) / MARKER_DIR / f"{step}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+    return path
+
+
+def ingest_step(spark: Any, cfg: Any, catalog: Any, lineage: Any) -> None:
+    """Ingest every dataset of the pipeline into raw.<name>, bad rows into quarantine.<name>."""
+    from lakeforge.data.ingest import ingest_all
+
+    reports = ingest_all(spark, cfg, catalog, lineage)
+    width = max((len(r.dataset) for r in reports), default=7)
+    print(f"{'dataset':<{width}}  {'rows in':>9}  {'accepted':>9}  {'quarantined':>11}  raw version")
+    for r in reports:
+        print(
+            f"{r.dataset:<{width}}  {r.rows_in:>9,}  {r.rows_accepted:>9,}  {r.rows_quarantined:>11,}"
+            f"  {r.raw_table} v{r.raw_version}"
+        )
+    marker = write_marker(
+        cfg,
+        "ingest",
+        {
+            r.dataset: {
+                "raw_table": r.raw_table,
+                "raw_version": r.raw_version,
+                "rows_accepted": r.rows_accepted,
+                "quarantine_table": r.quarantine_table,
+                "quarantine_version": r.quarantine_version,
+                "rows_quarantined": r.rows_quarantined,
+            }
+            for r in reports
+        },
+    )
+    log.info("ingest: wrote %s", marker)
+
+
+STEPS: dict[str, Callable[[Any, Any, Any, Any], None]] = {
+    "ingest": ingest_step,
+}

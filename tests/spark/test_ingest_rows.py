@@ -1,0 +1,145 @@
+"""Row-level outcomes of one ingest: every check type lands the row in quarantine with its reason."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from omegaconf import OmegaConf
+
+from lakeforge.config.schema_data import DatasetConfig
+from lakeforge.data import IngestReport, ingest
+from lakeforge.lake.catalog import Catalog
+from lakeforge.lake.delta import Lineage, read_table
+
+HEADER = b"id,code,name,dep,ratio,score,origin,ts\n"
+GOOD = b"%d,AA,Alpha,1200,0.5,3.0,EWR,2013-01-01T06:00:00Z\n"
+# id -> (line, the reasons the row must carry)
+BAD: dict[str, tuple[bytes, list[str]]] = {
+    "ge": (b"10,AA,Alpha,-1,0.5,3.0,EWR,2013-01-02T06:00:00Z\n", ["dep:ge(0)"]),
+    "le": (b"11,AA,Alpha,2401,0.5,3.0,EWR,2013-01-03T06:00:00Z\n", ["dep:le(2400)"]),
+    "gt": (b"12,AA,Alpha,1200,0,3.0,EWR,2013-01-04T06:00:00Z\n", ["ratio:gt(0)"]),
+    "lt": (b"13,AA,Alpha,1200,1,3.0,EWR,2013-01-05T06:00:00Z\n", ["ratio:lt(1)"]),
+    "isin": (b"14,AA,Alpha,1200,0.5,3.0,XYZ,2013-01-06T06:00:00Z\n", ["origin:isin"]),
+    "regex": (b"15,A_,Alpha,1200,0.5,3.0,EWR,2013-01-07T06:00:00Z\n", ["code:regex"]),
+    "str_length": (b"16,AA,A,1200,0.5,3.0,EWR,2013-01-08T06:00:00Z\n", ["name:str_length(2..10)"]),
+    "not_null": (b"17,,Alpha,1200,0.5,3.0,EWR,2013-01-09T06:00:00Z\n", ["code:not_null"]),
+    "unparsable number": (b"18,AA,Alpha,12x0,0.5,3.0,EWR,2013-01-10T06:00:00Z\n", ["dep:type"]),
+    "unparsable timestamp": (b"19,AA,Alpha,1200,0.5,3.0,EWR,yesterday\n", ["ts:type"]),
+    "type on a not-null column": (
+        b"20,AA,Alpha,1200,0.5,3.0,EWR,2013-01-11T06:00:00Z\n".replace(b"20,", b"2o,"),
+        ["id:type"],
+    ),
+    "NaN": (b"21,AA,Alpha,1200,0.5,NaN,EWR,2013-01-12T06:00:00Z\n", ["score:finite"]),
+    "infinity": (b"22,AA,Alpha,1200,0.5,Infinity,EWR,2013-01-13T06:00:00Z\n", ["score:finite"]),
+    "too few fields": (b"23,AA,Alpha,1200\n", ["_row:malformed"]),
+    "too many fields": (b"24,AA,Alpha,1200,0.5,3.0,EWR,2013-01-14T06:00:00Z,extra\n", ["_row:malformed"]),
+    "broken quoting": (b'25,"AA,Alpha,1200,0.5,3.0,EWR,2013-01-15T06:00:00Z\n', ["_row:malformed"]),
+    "invalid utf-8": (b"26,AA,Al\xff\xfeha,1200,0.5,3.0,EWR,2013-01-16T06:00:00Z\n", ["name:encoding"]),
+    "duplicate key a": (b"27,AA,Alpha,1200,0.5,3.0,EWR,2013-01-17T06:00:00Z\n", ["_key:unique"]),
+    "duplicate key b": (b"27,AA,Beta,1300,0.5,3.0,EWR,2013-01-17T06:00:00Z\n", ["_key:unique"]),
+    "two failures": (b"28,aa,Alpha,9999,0.5,3.0,EWR,2013-01-18T06:00:00Z\n", ["dep:le(2400)", "code:regex"]),
+}
+GOOD_ROWS = 30
+
+COLUMNS: list[dict[str, Any]] = [
+    {"name": "id", "type": "int", "nullable": False},
+    {"name": "code", "type": "string", "nullable": False, "checks": {"regex": "^[A-Z]{2}$"}},
+    {"name": "name", "type": "string", "checks": {"str_length": {"min": 2, "max": 10}}},
+    {"name": "dep", "type": "int", "checks": {"ge": 0, "le": 2400}},
+    {"name": "ratio", "type": "double", "checks": {"gt": 0, "lt": 1}},
+    {"name": "score", "type": "double"},
+    {"name": "origin", "type": "string", "checks": {"isin": ["EWR", "JFK", "LGA"]}},
+    {"name": "ts", "type": "timestamp"},
+]
+
+
+def dataset_node(columns: list[dict[str, Any]], path: str = "in.csv", **extra: Any) -> Any:
+    """A dataset config node built on the schema (as composition would), csv with a header by default."""
+    source = {"format": "csv", "path": path, "options": {"header": "true"}}
+    source.update(extra.pop("source", {}))
+    return OmegaConf.merge(OmegaConf.structured(DatasetConfig), {"source": source, "columns": columns, **extra})
+
+
+def ingest_node(spark: Any, root: Path, node: Any, name: str = "t", run_id: str = "run-1") -> IngestReport:
+    """Ingest ``node`` from files under ``root`` into the lake ``root/lake``."""
+    return ingest(spark, Catalog(root / "lake"), name, node, root, Lineage(run_id, step="ingest"))
+
+
+@pytest.fixture(scope="module")
+def outcome(
+    spark: Any, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[IngestReport, dict[str, list[str]], Any, Path]:
+    """One ingest of good rows plus every bad row above; quarantine reasons by id."""
+    root = tmp_path_factory.mktemp("rows")
+    body = b"".join(GOOD % (100 + i) for i in range(GOOD_ROWS))
+    (root / "in.csv").write_bytes(HEADER + body + b"".join(line for line, _ in BAD.values()))
+    node = dataset_node(COLUMNS, primary_key=["id"], max_bad_fraction=1.0)
+    report = ingest_node(spark, root, node)
+    catalog = Catalog(root / "lake")
+    rows = read_table(spark, catalog, "quarantine.t").collect()
+    by_id = {}
+    for row in rows:
+        key = row["id"] if row["id"] is not None else row["_raw_record"]
+        by_id[str(key)] = list(row["_failed_checks"])
+    return report, by_id, read_table(spark, catalog, "raw.t"), root
+
+
+def _reasons(by_id: dict[str, list[str]], line: bytes) -> list[str]:
+    first = line.split(b",")[0].decode()
+    matches = [reasons for key, reasons in by_id.items() if key == first or key.startswith(first + ",")]
+    assert matches, f"row {first} not quarantined: {by_id}"
+    return matches[0]
+
+
+@pytest.mark.parametrize("case", list(BAD), ids=list(BAD))
+def test_bad_row_is_quarantined_with_its_reason(outcome: Any, case: str) -> None:
+    _, by_id, _, _ = outcome
+    line, expected = BAD[case]
+    reasons = _reasons(by_id, line)
+    if "_row:malformed" in expected:
+        # A malformed line's fields are shifted, so value checks may fail too.
+        assert set(expected) <= set(reasons)
+    else:
+        assert sorted(reasons) == sorted(expected)
+
+
+def test_rows_in_equal_accepted_plus_quarantined(outcome: Any) -> None:
+    report, by_id, raw, _ = outcome
+    assert report.rows_in == GOOD_ROWS + len(BAD)
+    assert report.rows_accepted == GOOD_ROWS == raw.count()
+    assert report.rows_quarantined == len(BAD)
+    assert len(by_id) == len(BAD) - 1  # the two duplicate-key rows share an id
+    assert report.rows_in == report.rows_accepted + report.rows_quarantined
+    assert report.check_failures["_key:unique"] == 2
+    assert report.check_failures["_row:malformed"] == 3
+
+
+def test_accepted_rows_have_the_declared_types(outcome: Any) -> None:
+    _, _, raw, _ = outcome
+    assert [f"{f.name}:{f.dataType.simpleString()}" for f in raw.schema.fields] == [
+        "id:int",
+        "code:string",
+        "name:string",
+        "dep:int",
+        "ratio:double",
+        "score:double",
+        "origin:string",
+        "ts:timestamp",
+    ]
+
+
+def test_quarantine_keeps_raw_strings_and_run_id(spark: Any, outcome: Any) -> None:
+    _, _, raw, _ = outcome
+    report = outcome[0]
+    quarantine = read_table(
+        spark,
+        Catalog(Path(raw.inputFiles()[0].split("/lake/")[0].removeprefix("file:")) / "lake"),
+        report.quarantine_table,
+    )
+    types = {f.name: f.dataType.simpleString() for f in quarantine.schema.fields}
+    assert types["dep"] == "string" and types["_failed_checks"] == "array<string>"
+    assert types["_ingest_run_id"] == "string" and types["_ingested_at"] == "timestamp"
+    row = quarantine.filter("dep = '12x0'").first()
+    assert row is not None and row["_ingest_run_id"] == "run-1"
