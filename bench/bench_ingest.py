@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from bench.harness import Result, median, report, time_alternating
+from bench.harness import Result, bench_spark, median, report, time_alternating
 from lakeforge.lake.catalog import Catalog
 
 NAME = "ingest"
@@ -31,23 +31,6 @@ SCHEMA = (
     "arr_delay DOUBLE, carrier STRING, flight INT, tailnum STRING, origin STRING, dest STRING, "
     "distance DOUBLE, time_hour TIMESTAMP"
 )
-
-
-def _spark() -> Any:
-    from omegaconf import OmegaConf
-
-    from lakeforge.config.schema import SparkConfig
-    from lakeforge.lake.spark import get_spark
-
-    cfg = SparkConfig(
-        master="local[2]",
-        app_name="lakeforge-bench",
-        driver_memory="4g",
-        shuffle_partitions=TASKS,
-        log_level="ERROR",
-        progress_bar="false",
-    )
-    return get_spark(OmegaConf.structured(cfg))
 
 
 def write_source_csv(spark: Any, rows: int, target: Path) -> int:
@@ -141,7 +124,7 @@ def main(quick: bool = False) -> bool:
 
     rows = 200_000 if quick else 5_000_000
     runs = 3
-    spark = _spark()
+    spark = bench_spark(TASKS)
     root = Path(tempfile.mkdtemp(prefix="lakeforge-bench-ingest-"))
     try:
         source = root / "flights.csv"

@@ -15,30 +15,13 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from bench.harness import Result, median, report, time_alternating
+from bench.harness import Result, bench_spark, median, report, time_alternating
 from lakeforge.lake.catalog import Catalog
 
 NAME = "lake_write"
 TARGET_RATIO = 1.10
 DATES = 30
 WRITE_TASKS = 8
-
-
-def _spark() -> Any:
-    from omegaconf import OmegaConf
-
-    from lakeforge.config.schema import SparkConfig
-    from lakeforge.lake.spark import get_spark
-
-    cfg = SparkConfig(
-        master="local[2]",
-        app_name="lakeforge-bench",
-        driver_memory="4g",
-        shuffle_partitions=WRITE_TASKS,
-        log_level="ERROR",
-        progress_bar="false",
-    )
-    return get_spark(OmegaConf.structured(cfg))
 
 
 def make_flights(spark: Any, rows: int) -> Any:
@@ -93,7 +76,7 @@ def main(quick: bool = False) -> bool:
     """Run the benchmark, record it, and return whether both cases met the target."""
     rows = 300_000 if quick else 3_000_000
     runs = 3 if quick else 5
-    spark = _spark()
+    spark = bench_spark(WRITE_TASKS)
     root = Path(tempfile.mkdtemp(prefix="lakeforge-bench-write-"))
     try:
         frame = make_flights(spark, rows)

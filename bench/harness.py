@@ -155,3 +155,21 @@ def report(result: Result) -> None:
     verdict = "pass" if result.passed else "SHORT"
     print(f"{result.name}: {result.figure}{ratio} (target {result.target}) -> {verdict}  [{path}]")
     sys.stdout.flush()
+
+
+def bench_spark(shuffle_partitions: int) -> Any:
+    """The SparkSession every benchmark uses: lakeforge's own factory, local[2], quiet."""
+    from omegaconf import OmegaConf
+
+    from lakeforge.config.schema import SparkConfig
+    from lakeforge.lake.spark import get_spark
+
+    cfg = SparkConfig(
+        master="local[2]",
+        app_name="lakeforge-bench",
+        driver_memory="4g",
+        shuffle_partitions=shuffle_partitions,
+        log_level="ERROR",
+        progress_bar="false",
+    )
+    return get_spark(OmegaConf.structured(cfg))
