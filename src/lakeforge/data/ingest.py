@@ -23,7 +23,7 @@ from lakeforge.data.dataset_checks import (
 )
 from lakeforge.data.schema import ColumnSpec, column_specs
 from lakeforge.data.sources import SourceRequest, get_reader
-from lakeforge.data.validate import FAILED, RAW_RECORD, raw_name, validate
+from lakeforge.data.validate import FAILED, RAW_RECORD, duplicate_keys, failed_checks, raw_name, validate
 from lakeforge.errors import ConfigError, DataValidationError, did_you_mean
 from lakeforge.lake.catalog import Catalog
 from lakeforge.lake.delta import Lineage, write_table
@@ -59,7 +59,16 @@ def _quarantine_frame(validated: Any, src_typed: bool, specs: Sequence[ColumnSpe
     """Bad rows as raw strings, with their failed checks, the run id and the ingest time."""
     from pyspark.sql import functions as F  # noqa: N812
 
-    values = [(F.col(s.name).cast("string") if src_typed else F.col(raw_name(s.name))).alias(s.name) for s in specs]
+    def value(spec: ColumnSpec) -> Any:
+        if not src_typed:
+            return F.col(raw_name(spec.name))
+        typed = F.col(spec.name)
+        if spec.type in ("float", "double"):
+            # As when rows went through pandas (mapInPandas) whole: a NaN came back as null.
+            typed = F.when(~F.isnan(typed), typed)
+        return typed.cast("string")
+
+    values = [value(s).alias(s.name) for s in specs]
     return validated.filter(F.size(F.col(FAILED)) > 0).select(
         *values,
         F.col(RAW_RECORD),
@@ -94,10 +103,14 @@ def ingest(
     request = SourceRequest(name, dataset_cfg.source, specs, Path(project_root), str(dataset_cfg.new_columns))
     source = get_reader(str(dataset_cfg.source.format))(spark, request)
     freshness = dataset_cfg.checks.freshness
-    validated = validate(source, specs, name, _unique_key(dataset_cfg))
-    # Every count, the examples and both writes reuse one validated copy: the source is read once.
-    validated = validated.persist(StorageLevel.MEMORY_AND_DISK)
+    key = _unique_key(dataset_cfg)
+    # Every count, the examples and both writes reuse one checked copy: the source is read once.
+    checked = validate(source, specs, name).persist(StorageLevel.MEMORY_AND_DISK)
+    dups = None
     try:
+        # Duplicate keys from the cached key columns (usually none, or a small set joined back).
+        dups = duplicate_keys(checked, key)
+        validated = failed_checks(checked, dups, key)
         outcome = summarise(validated, str(freshness.column) if freshness is not None else None)
         check_row_count(name, outcome.rows_in, dataset_cfg.checks.row_count)
         quarantine = _quarantine_frame(validated, source.typed, specs, lineage.job_run_id, datetime.now(UTC))
@@ -107,7 +120,9 @@ def ingest(
             check_freshness(name, freshness, outcome.newest, run_date)
         return _write(validated, quarantine, specs, dataset_cfg, catalog, name, lineage, outcome)
     finally:
-        validated.unpersist()
+        if dups is not None:
+            dups.unpersist()
+        checked.unpersist()
 
 
 def _write(
