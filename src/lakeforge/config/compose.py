@@ -44,7 +44,7 @@ def find_conf_dir(start: Path | None = None) -> Path:
             return folder / "conf"
     raise ConfigError(
         f"no conf/{CONFIG_NAME}.yaml in '{here}' or any parent directory; run from the "
-        f"project or set {CONF_ENV}=/path/to/conf (`lakeforge init` creates one)"
+        f"project or set {CONF_ENV}=/path/to/conf"
     )
 
 
