@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,3 +21,22 @@ def lake_root(tmp_path: Path) -> Path:
     root = tmp_path / "lake"
     root.mkdir()
     return root
+
+
+@pytest.fixture
+def catalog(lake_root: Path) -> Any:
+    """A small lake written by delta-rs (no JVM): raw.flights (versions 0 and 1), features.flight_delay."""
+    import pyarrow as pa
+    from deltalake import write_deltalake
+
+    from lakeforge.lake.catalog import Catalog
+
+    lake = Catalog(lake_root)
+    flights = lake.table_uri("raw.flights")
+    write_deltalake(flights, pa.table({"id": [1, 2, 3], "carrier": ["AA", "UA", "AA"]}))
+    write_deltalake(flights, pa.table({"id": [4], "carrier": ["DL"]}), mode="append")
+    write_deltalake(
+        lake.table_uri("features.flight_delay"),
+        pa.table({"id": [1, 2, 3, 4], "delay_7d": [1.5, None, 3.0, 0.25]}),
+    )
+    return lake

@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import os
 import sys
-import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -19,7 +18,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from lakeforge import __version__
-from lakeforge.errors import LakeforgeError, UsageError
+from lakeforge.errors import UsageError, report_error
 
 app = typer.Typer(
     name="lakeforge",
@@ -29,7 +28,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-EXIT_INTERNAL = 70
 T = TypeVar("T")
 
 OverridesArg = Annotated[
@@ -47,22 +45,13 @@ def _err(message: str) -> None:
 
 
 def _guard(action: Callable[[], T]) -> T:
-    """Run a command body behind the error boundary."""
+    """Run a command body behind the error boundary (``lakeforge.errors.report_error``)."""
     try:
         return action()
-    except LakeforgeError as exc:
-        kind = "retryable error" if exc.transient else "error"
-        _err(f"{kind}: {exc}")
-        raise typer.Exit(exc.exit_code) from None
-    except KeyboardInterrupt:
-        _err("interrupted")
-        raise typer.Exit(130) from None
     except typer.Exit:
         raise
-    except Exception:
-        _err(traceback.format_exc())
-        _err("internal error: this is a bug in lakeforge, not in your config; please report it with the above.")
-        raise typer.Exit(EXIT_INTERNAL) from None
+    except (Exception, KeyboardInterrupt) as exc:
+        raise typer.Exit(report_error(exc)) from None
 
 
 def _conf_dir(conf_dir: Path | None) -> Path:
@@ -145,12 +134,14 @@ def run(
     from lakeforge.pipeline.runner import run_job
     from lakeforge.pipeline.steps import STEPS
 
-    if step not in STEPS:
-        from lakeforge.errors import did_you_mean
+    def body() -> int:
+        if step not in STEPS:
+            from lakeforge.errors import did_you_mean
 
-        _err(f"error: unknown step '{step}'{did_you_mean(step, STEPS)}; steps: {', '.join(STEPS)}")
-        raise typer.Exit(2)
-    raise typer.Exit(run_job(step, STEPS[step], list(overrides or [])))
+            raise UsageError(f"unknown step '{step}'{did_you_mean(step, STEPS)}; steps: {', '.join(STEPS)}")
+        return run_job(step, STEPS[step], list(overrides or []))
+
+    raise typer.Exit(_guard(body))
 
 
 @app.command()

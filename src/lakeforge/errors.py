@@ -112,3 +112,28 @@ class FeatureError(LakeforgeError):
 
 class ModelGateError(LakeforgeError):
     """A challenger model did not pass the promotion gate."""
+
+
+EXIT_INTERNAL = 70  # EX_SOFTWARE: a bug in lakeforge
+EXIT_INTERRUPTED = 130
+
+
+def report_error(exc: BaseException, prefix: str = "") -> int:
+    """The one error boundary: print ``exc`` for a person on stderr and return its exit code.
+
+    A user error is one line (no traceback); anything else is a bug and prints its traceback.
+    """
+    import sys
+    import traceback
+
+    lead = f"{prefix}: " if prefix else ""
+    if isinstance(exc, LakeforgeError):
+        kind = "retryable error" if exc.transient else "error"
+        print(f"{lead}{kind}: {exc}", file=sys.stderr)
+        return exc.exit_code
+    if isinstance(exc, KeyboardInterrupt):
+        print(f"{lead}interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    traceback.print_exception(exc, file=sys.stderr)
+    print(f"{lead}internal error: this is a bug in lakeforge, not in your config; please report it.", file=sys.stderr)
+    return EXIT_INTERNAL

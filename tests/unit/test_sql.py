@@ -4,29 +4,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import pyarrow as pa
 import pytest
-from deltalake import write_deltalake
 
 from lakeforge.errors import ReadOnlyViolationError, SqlError, TableError, TableNotFoundError, UsageError
 from lakeforge.lake.catalog import Catalog
 from lakeforge.lake.sql import ENGINES, TRUNCATED_KEY, format_result, parse_statement, run_sql
-
-
-@pytest.fixture
-def catalog(lake_root: Path) -> Catalog:
-    """A lake with raw.flights (versions 0 and 1) and features.flight_delay."""
-    lake = Catalog(lake_root)
-    flights = lake.table_uri("raw.flights")
-    write_deltalake(flights, pa.table({"id": [1, 2, 3], "carrier": ["AA", "UA", "AA"]}))
-    write_deltalake(flights, pa.table({"id": [4], "carrier": ["DL"]}), mode="append")
-    write_deltalake(
-        lake.table_uri("features.flight_delay"),
-        pa.table({"id": [1, 2, 3, 4], "delay_7d": [1.5, None, 3.0, 0.25]}),
-    )
-    return lake
 
 
 class TestQueries:

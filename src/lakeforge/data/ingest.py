@@ -64,7 +64,7 @@ def _quarantine_frame(validated: Any, src_typed: bool, specs: Sequence[ColumnSpe
             return F.col(raw_name(spec.name))
         typed = F.col(spec.name)
         if spec.type in ("float", "double"):
-            # As when rows went through pandas (mapInPandas) whole: a NaN came back as null.
+            # A NaN in a typed source is kept as null, as for every value pandera sees as missing.
             typed = F.when(~F.isnan(typed), typed)
         return typed.cast("string")
 

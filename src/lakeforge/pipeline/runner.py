@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import logging
-import sys
-import traceback
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from lakeforge.errors import LakeforgeError
+from lakeforge.errors import report_error
 
 log = logging.getLogger(__name__)
-EXIT_INTERNAL = 70
 
 JobBody = Callable[[Any, Any, Any, Any], None]
 
@@ -45,15 +42,6 @@ def run_job(step: str, body: JobBody, argv: Sequence[str]) -> int:
             body(spark, cfg, catalog, lineage)
         finally:
             spark.stop()
-    except LakeforgeError as exc:
-        kind = "retryable error" if exc.transient else "error"
-        print(f"{step}: {kind}: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print(f"{step}: interrupted", file=sys.stderr)
-        return 130
-    except Exception:
-        traceback.print_exc()
-        print(f"{step}: internal error: this is a bug in lakeforge; please report it.", file=sys.stderr)
-        return EXIT_INTERNAL
+    except (Exception, KeyboardInterrupt) as exc:
+        return report_error(exc, prefix=step)
     return 0
