@@ -143,3 +143,49 @@ def test_quarantine_keeps_raw_strings_and_run_id(spark: Any, outcome: Any) -> No
     assert types["_ingest_run_id"] == "string" and types["_ingested_at"] == "timestamp"
     row = quarantine.filter("dep = '12x0'").first()
     assert row is not None and row["_ingest_run_id"] == "run-1"
+
+
+PART_COLUMNS: list[dict[str, Any]] = [
+    {"name": "id", "type": "int", "nullable": False},
+    {"name": "dep", "type": "int", "checks": {"ge": 0}},
+    {"name": "ts", "type": "timestamp"},
+]
+
+
+def _monthly(root: Path, lines: list[str]) -> Any:
+    (root / "in.csv").write_text("id,dep,ts\n" + "".join(f"{line}\n" for line in lines))
+    derived = [{"name": "month", "expr": "month(ts)"}]
+    return dataset_node(
+        PART_COLUMNS, primary_key=["id"], derived_columns=derived, partition_by=["month"], max_bad_fraction=0.9
+    )
+
+
+def _table_rows(spark: Any, root: Path, table: str, *columns: str) -> list[tuple[Any, ...]]:
+    frame = read_table(spark, Catalog(root / "lake"), table)
+    return sorted(tuple(row) for row in frame.select(*columns).collect())
+
+
+def test_reingest_replaces_only_the_partitions_its_source_covers(spark: Any, tmp_path: Path) -> None:
+    jan = ["1,10,2013-01-05T06:00:00Z", "2,-1,2013-01-06T06:00:00Z", "3,30,2013-01-07T06:00:00Z"]
+    ingest_node(spark, tmp_path, _monthly(tmp_path, jan), run_id="jan-1")
+    feb = ["4,40,2013-02-01T06:00:00Z", "5,-5,2013-02-02T06:00:00Z", "6,oops,never"]
+    ingest_node(spark, tmp_path, _monthly(tmp_path, feb), run_id="feb-1")
+    # January again, corrected: row 2 now passes, row 3 is gone, row 7 is new and bad.
+    jan_fixed = ["1,10,2013-01-05T06:00:00Z", "2,20,2013-01-06T06:00:00Z", "7,-7,2013-01-08T06:00:00Z"]
+    report = ingest_node(spark, tmp_path, _monthly(tmp_path, jan_fixed), run_id="jan-2")
+
+    assert (report.rows_in, report.rows_accepted, report.rows_quarantined) == (3, 2, 1)
+    assert _table_rows(spark, tmp_path, "raw.t", "id", "month") == [(1, 1), (2, 1), (4, 2)]
+    quarantined = _table_rows(spark, tmp_path, "quarantine.t", "id", "_raw_partition", "_ingest_run_id")
+    assert quarantined == [("5", "month=2", "feb-1"), ("6", "month=null", "feb-1"), ("7", "month=1", "jan-2")]
+
+
+def test_reingest_of_an_unchanged_source_is_a_no_op_on_the_rows(spark: Any, tmp_path: Path) -> None:
+    rows = ["1,10,2013-01-05T06:00:00Z", "2,-1,2013-03-06T06:00:00Z"]
+    first = ingest_node(spark, tmp_path, _monthly(tmp_path, rows), run_id="a")
+    before = _table_rows(spark, tmp_path, "raw.t", "id", "dep", "month")
+    second = ingest_node(spark, tmp_path, _monthly(tmp_path, rows), run_id="b")
+
+    assert _table_rows(spark, tmp_path, "raw.t", "id", "dep", "month") == before == [(1, 10, 1)]
+    assert _table_rows(spark, tmp_path, "quarantine.t", "id", "_ingest_run_id") == [("2", "b")]
+    assert second.raw_version == first.raw_version + 1

@@ -15,6 +15,7 @@ from lakeforge.config.schema_data import (
 from lakeforge.config.values import (
     parse_duration,
     parse_positive_duration,
+    regex_error,
 )
 from lakeforge.errors import did_you_mean
 
@@ -119,10 +120,9 @@ def _check_column_checks(report: Report, key: str, col: dict[str, Any]) -> None:
         if isinstance(lo, int | float) and isinstance(hi, int | float) and lo > hi:
             report(f"{key}.checks", f"{low}: {lo:g} is above {high}: {hi:g}; no value can pass")
     if _set(checks.get("regex")):
-        try:
-            re.compile(str(checks["regex"]))
-        except re.error as exc:
-            report(f"{key}.checks.regex", f"'{checks['regex']}' is not a valid regular expression: {exc}")
+        problem = regex_error(str(checks["regex"]))
+        if problem:
+            report(f"{key}.checks.regex", f"'{checks['regex']}' is not a valid RE2 regular expression: {problem}")
     length = checks.get("str_length") or {}
     if _set(length.get("min")) and _set(length.get("max")) and length["min"] > length["max"]:
         report(f"{key}.checks.str_length", f"min {length['min']} is above max {length['max']}")

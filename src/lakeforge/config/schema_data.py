@@ -47,7 +47,7 @@ class ColumnChecks:
     gt: float | None = None
     lt: float | None = None
     isin: list[Any] | None = None
-    regex: str | None = None  # matched from the start; anchor with ^…$ for a full match
+    regex: str | None = None  # RE2 syntax, matched from the start; anchor with ^…$ for a full match
     str_length: StrLengthCheck | None = None
 
 

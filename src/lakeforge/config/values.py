@@ -69,3 +69,26 @@ def check_time_of_day(value: object) -> None:
     """A UTC time of day ``HH:MM``. Raises ValueError."""
     if not _HH_MM.match(str(value)):
         raise ValueError(f"'{value}' is not a time of day; write HH:MM (UTC), e.g. 07:00")
+
+
+def regex_error(pattern: str) -> str | None:
+    """Why ``pattern`` is not a valid RE2 regular expression (what regex checks run on), or None.
+
+    RE2 (pyarrow's engine) runs in linear time, so no value can make a check hang; it has no
+    backreferences or lookaround. A pattern without escapes or ``(?`` groups that Python's ``re``
+    accepts is valid RE2, so pyarrow is imported only for the others.
+    """
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        return str(exc)
+    if "\\" not in pattern and "(?" not in pattern:
+        return None
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    try:
+        pc.match_substring_regex(pa.array([""]), pattern)
+    except pa.ArrowInvalid as exc:
+        return str(exc).removeprefix("Invalid regular expression: ")
+    return None

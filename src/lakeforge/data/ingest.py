@@ -1,8 +1,13 @@
 """Ingest: read a declared dataset, validate every row, write raw.<name> and quarantine.<name>.
 
 Rows that pass every check land in ``raw.<name>`` (declared types, declared partitions); the
-others in ``quarantine.<name>`` as raw strings with the checks they failed. Both tables are
-overwritten, so re-ingesting the same source replaces its rows and never duplicates them.
+others in ``quarantine.<name>`` as raw strings with the checks they failed.
+
+Re-ingesting never duplicates. A partitioned dataset replaces exactly the partitions its source
+covers, in both tables: ingesting February's file leaves January alone, and ingesting January
+again replaces January's accepted and quarantined rows (the quarantine is partitioned by
+``_raw_partition``, e.g. ``month=1``, or ``month=null`` where a bad row's partition can't be
+computed). An unpartitioned dataset is one batch: both tables are overwritten.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ log = logging.getLogger(__name__)
 
 RUN_ID = "_ingest_run_id"
 INGESTED_AT = "_ingested_at"
+RAW_PARTITION = "_raw_partition"
 
 
 @dataclass(frozen=True)
@@ -55,18 +61,47 @@ def _unique_key(dataset_cfg: Any) -> list[str]:
     return [str(k) for k in (dataset_cfg.primary_key if unique is None else unique)]
 
 
-def _quarantine_frame(validated: Any, src_typed: bool, specs: Sequence[ColumnSpec], run_id: str, now: datetime) -> Any:
+def _partition_exprs(dataset_cfg: Any) -> dict[str, Any]:
+    """Each partition column of the raw table as an expression over the typed columns."""
+    from pyspark.sql import functions as F  # noqa: N812
+
+    derived = {str(d.name): str(d.expr) for d in dataset_cfg.derived_columns}
+    return {str(p): F.expr(derived[str(p)]) if str(p) in derived else F.col(f"`{p}`") for p in dataset_cfg.partition_by}
+
+
+def _raw_partition(parts: dict[str, Any]) -> Any:
+    """The quarantine's partition label, ``month=1`` (``month=null`` when it can't be computed)."""
+    from pyspark.sql import functions as F  # noqa: N812
+
+    labels = [F.concat(F.lit(f"{c}="), F.coalesce(e.cast("string"), F.lit("null"))) for c, e in parts.items()]
+    return F.concat_ws("/", *labels)
+
+
+def _touched_partitions(validated: Any, parts: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The raw and quarantine partitions this batch covers (a distinct over the cached rows)."""
+    rows = validated.select(*[e.alias(c) for c, e in parts.items()], _raw_partition(parts).alias(RAW_PARTITION))
+    found = rows.distinct().collect()
+    raw = [{c: row[c] for c in parts} for row in found]
+    quarantine = [{RAW_PARTITION: label} for label in sorted({row[RAW_PARTITION] for row in found})]
+    return raw, quarantine
+
+
+def _quarantine_frame(
+    validated: Any, src_typed: bool, specs: Sequence[ColumnSpec], parts: dict[str, Any], run_id: str, now: datetime
+) -> Any:
     """Bad rows as raw strings, with their failed checks, the run id and the ingest time."""
     from pyspark.sql import functions as F  # noqa: N812
 
     def value(spec: ColumnSpec) -> Any:
-        if not src_typed:
-            return F.col(raw_name(spec.name))
         typed = F.col(spec.name)
         if spec.type in ("float", "double"):
             # A NaN in a typed source is kept as null, as for every value pandera sees as missing.
             typed = F.when(~F.isnan(typed), typed)
-        return typed.cast("string")
+        if src_typed:
+            return typed.cast("string")
+        # The raw text where a row check failed; a row failing only the unique key parsed
+        # cleanly, so its typed values say the same.
+        return F.coalesce(F.col(raw_name(spec.name)), typed.cast("string"))
 
     values = [value(s).alias(s.name) for s in specs]
     return validated.filter(F.size(F.col(FAILED)) > 0).select(
@@ -75,6 +110,7 @@ def _quarantine_frame(validated: Any, src_typed: bool, specs: Sequence[ColumnSpe
         F.col(FAILED),
         F.lit(run_id).alias(RUN_ID),
         F.lit(now).cast("timestamp").alias(INGESTED_AT),
+        *([_raw_partition(parts).alias(RAW_PARTITION)] if parts else []),
     )
 
 
@@ -113,12 +149,14 @@ def ingest(
         validated = failed_checks(checked, dups, key)
         outcome = summarise(validated, str(freshness.column) if freshness is not None else None)
         check_row_count(name, outcome.rows_in, dataset_cfg.checks.row_count)
-        quarantine = _quarantine_frame(validated, source.typed, specs, lineage.job_run_id, datetime.now(UTC))
+        parts = _partition_exprs(dataset_cfg)
+        quarantine = _quarantine_frame(validated, source.typed, specs, parts, lineage.job_run_id, datetime.now(UTC))
         max_bad = float(dataset_cfg.max_bad_fraction) if dataset_cfg.quarantine else 0.0
         check_bad_fraction(name, outcome, max_bad, quarantine, [s.name for s in specs])
         if freshness is not None:
             check_freshness(name, freshness, outcome.newest, run_date)
-        return _write(validated, quarantine, specs, dataset_cfg, catalog, name, lineage, outcome)
+        touched = _touched_partitions(validated, parts) if parts else None
+        return _write(validated, quarantine, specs, dataset_cfg, catalog, name, lineage, outcome, touched)
     finally:
         if dups is not None:
             dups.unpersist()
@@ -134,19 +172,36 @@ def _write(
     name: str,
     lineage: Lineage,
     outcome: Outcome,
+    touched: tuple[list[dict[str, Any]], list[dict[str, Any]]] | None,
 ) -> IngestReport:
-    """Overwrite raw.<name> and quarantine.<name>; check that every row landed exactly once."""
+    """Replace the batch's partitions of raw.<name> and quarantine.<name> (or both tables, when
+    unpartitioned); check that every row landed exactly once."""
     raw_table, quarantine_table = f"raw.{name}", f"quarantine.{name}"
     partition_by = [str(p) for p in dataset_cfg.partition_by]
-    raw = write_table(
-        _raw_frame(validated, specs, dataset_cfg),
-        catalog,
-        raw_table,
-        mode="overwrite",
-        partition_by=partition_by,
-        lineage=lineage,
-    )
-    bad = write_table(quarantine, catalog, quarantine_table, mode="overwrite", lineage=lineage)
+    raw_frame = _raw_frame(validated, specs, dataset_cfg)
+    if touched is None:
+        raw = write_table(raw_frame, catalog, raw_table, mode="overwrite", lineage=lineage)
+        bad = write_table(quarantine, catalog, quarantine_table, mode="overwrite", lineage=lineage)
+    else:
+        raw_parts, bad_parts = touched
+        raw = write_table(
+            raw_frame,
+            catalog,
+            raw_table,
+            mode="overwrite_partitions",
+            partition_by=partition_by,
+            lineage=lineage,
+            replace_partitions=raw_parts,
+        )
+        bad = write_table(
+            quarantine,
+            catalog,
+            quarantine_table,
+            mode="overwrite_partitions",
+            partition_by=[RAW_PARTITION],
+            lineage=lineage,
+            replace_partitions=bad_parts,
+        )
     if raw.rows + bad.rows != outcome.rows_in:
         raise DataValidationError(
             f"dataset '{name}': row accounting failed: {outcome.rows_in:,} rows in, but {raw.rows:,} accepted "

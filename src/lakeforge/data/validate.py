@@ -23,6 +23,7 @@ from lakeforge.data.schema import (
     NOT_NULL,
     TYPE,
     ColumnSpec,
+    arrow_strings,
     build_schema,
     check_name,
     row_failures,
@@ -35,12 +36,14 @@ RAW_PREFIX = "_raw_"
 _PRE = "_pre_failed"
 _FOUND = "_found_checks"
 _DUP_KEY = "_dup_key_"
+# Joins check names while they are computed (ASCII unit separator: never part of a name).
+SEP = "\x1f"
 # Spark replaces bytes that are not valid in the declared encoding with U+FFFD.
 _REPLACEMENT_CHAR = "\ufffd"
 
 
 def raw_name(column: str) -> str:
-    """The internal column holding a declared column's raw (string) value."""
+    """The internal column holding a declared column's raw (string) value (null on rows that passed)."""
     return f"{RAW_PREFIX}{column}"
 
 
@@ -78,22 +81,25 @@ def prepare(src: SourceFrame, specs: Sequence[ColumnSpec]) -> Any:
         failures.append(F.when(F.col(src.corrupt_column).isNotNull(), F.lit(MALFORMED)))
     else:
         selected.append(F.lit(None).cast("string").alias(RAW_RECORD))
-    pre = F.filter(F.array(*failures), lambda name: name.isNotNull()) if failures else F.array()
-    return src.df.select(*selected, _non_null_names(pre.cast("array<string>")).alias(_PRE))
+    return src.df.select(*selected, _joined(failures).alias(_PRE))
 
 
-def _non_null_names(names: Any) -> Any:
-    """``array<string>`` typed as never holding a null (what the written ``_failed_checks`` declares)."""
+def _joined(names: Sequence[Any]) -> Any:
+    """Check-name columns (null = passed) joined by ``SEP``; null when none failed.
+
+    A string, not an array: ``concat_ws`` skips nulls and compiles to JVM code, where filtering
+    an array would run Spark's interpreted higher-order functions on every row.
+    """
     from pyspark.sql import functions as F  # noqa: N812
 
-    return F.transform(names, lambda name: F.coalesce(name, F.lit("")))
+    if not names:
+        return F.lit(None).cast("string")
+    return F.nullif(F.concat_ws(SEP, *names), F.lit(""))
 
 
-def _explained(pre: Any, found: list[str]) -> list[str]:
+def _explained(pre: str | None, found: list[str]) -> list[str]:
     """pandera's failures of a row, less a column's not_null when its type/finite check said why."""
-    if not found:
-        return []
-    names = [str(n) for n in pre] if pre is not None else []
+    names = pre.split(SEP) if pre else []
     explained = {n.rsplit(":", 1)[0] for n in names if n.endswith((f":{TYPE}", f":{FINITE}"))}
     kept = []
     for name in found:
@@ -104,12 +110,6 @@ def _explained(pre: Any, found: list[str]) -> list[str]:
     return kept
 
 
-def _merge(pre: Any, found: list[str]) -> list[str]:
-    """Parse-level failures first; a column's not_null is dropped when its type/finite check said why."""
-    names = [str(n) for n in pre] if pre is not None else []
-    return names + _explained(pre, found)
-
-
 def _is_checked(spec: ColumnSpec) -> bool:
     """Whether pandera checks anything on the column (nullability or a value check)."""
     values = (spec.ge, spec.le, spec.gt, spec.lt, spec.isin, spec.regex, spec.min_length, spec.max_length)
@@ -117,10 +117,11 @@ def _is_checked(spec: ColumnSpec) -> bool:
 
 
 def pandera_failures(dataset: str, specs: Sequence[ColumnSpec]) -> Any:
-    """The pandas UDF: per row, the pandera checks it fails (after ``_explained``), from its checked columns.
+    """The pandas UDF: per row, the pandera checks it fails (after ``_explained``), joined by ``SEP``.
 
     Only the checked columns (and the parse-level failures) cross to Python; Spark keeps the rest
-    of the row and zips the result back, so no join and no wide Arrow transfer.
+    of the row and zips the result back, so no join and no wide Arrow transfer. A passing row
+    yields null, so a clean batch returns one all-null column.
     """
     from pyspark.sql import functions as F  # noqa: N812
     from pyspark.sql import types as T  # noqa: N812
@@ -128,27 +129,37 @@ def pandera_failures(dataset: str, specs: Sequence[ColumnSpec]) -> Any:
     def run(batches: Iterator[tuple[pd.DataFrame, pd.Series]]) -> Iterator[pd.Series]:
         schema = build_schema(specs, dataset)  # once per task, not per batch
         for frame, pre in batches:
-            found = row_failures(schema, frame.reset_index(drop=True))
-            yield pd.Series([_explained(p, f) for p, f in zip(pre, found, strict=True)], dtype=object)
+            out = pd.Series(None, index=pd.RangeIndex(len(frame)), dtype=object)
+            batch = arrow_strings(frame.reset_index(drop=True), specs)
+            for position, found in row_failures(schema, batch).items():
+                kept = _explained(pre.iat[position], found)
+                if kept:
+                    out.iat[position] = SEP.join(kept)
+            yield out
 
-    return F.pandas_udf(run, T.ArrayType(T.StringType(), False))  # type: ignore[call-overload]
+    return F.pandas_udf(run, T.StringType())  # type: ignore[call-overload]
 
 
 def validate(src: SourceFrame, specs: Sequence[ColumnSpec], dataset: str) -> Any:
     """Every row with its parse-level (``_pre_failed``) and pandera (``_found_checks``) failures.
 
-    Distributed, nothing collected; the duplicate-key check and the final ``_failed_checks`` come
-    from ``duplicate_keys`` and ``failed_checks``, run on this frame once persisted.
+    Raw strings are kept only on rows that failed a check (null elsewhere): they are what the
+    quarantine shows, and a clean row's copy would double what the ingest caches. Distributed,
+    nothing collected; the duplicate-key check and the final ``_failed_checks`` come from
+    ``duplicate_keys`` and ``failed_checks``, run on this frame once persisted.
     """
     from pyspark.sql import functions as F  # noqa: N812
 
     prepared = prepare(src, specs)
     checked = [s for s in specs if _is_checked(s)]
-    if not checked:
+    failed = F.col(_PRE).isNotNull()
+    if checked:
+        udf = pandera_failures(dataset, checked)
+        prepared = prepared.withColumn(_FOUND, udf(F.struct(*[F.col(s.name) for s in checked]), F.col(_PRE)))
+        failed = failed | F.col(_FOUND).isNotNull()
+    if src.typed:
         return prepared
-    udf = pandera_failures(dataset, checked)
-    found = udf(F.struct(*[F.col(s.name) for s in checked]), F.col(_PRE))
-    return prepared.withColumn(_FOUND, found)
+    return prepared.withColumns({raw_name(s.name): F.when(failed, F.col(raw_name(s.name))) for s in specs})
 
 
 def duplicate_keys(checked: Any, unique_key: Sequence[str]) -> Any:
@@ -181,18 +192,21 @@ def failed_checks(checked: Any, dups: Any, unique_key: Sequence[str]) -> Any:
     from pyspark.sql import functions as F  # noqa: N812
 
     columns = [F.col(f"`{c}`") for c in checked.columns if c not in (_PRE, _FOUND)]
-    pre = F.col(_PRE)
-    parts = [pre]
-    if _FOUND in checked.columns:
-        parts.append(_non_null_names(F.coalesce(F.col(_FOUND), F.array().cast("array<string>"))))
-    failed = F.concat(*parts) if len(parts) > 1 else pre
+    found = [F.col(_FOUND)] if _FOUND in checked.columns else []
     if dups is None:
-        return checked.select(*columns, failed.alias(FAILED))
+        return checked.select(*columns, _as_array(_joined([F.col(_PRE), *found])).alias(FAILED))
     on = None
     for i, key in enumerate(unique_key):
         cond = F.col(key) == F.col(f"{_DUP_KEY}{i}")
         on = cond if on is None else on & cond
     joined = checked.join(dups, on=on, how="left")
-    dup = F.col(f"{_DUP_KEY}0").isNotNull()
-    flagged = F.concat(pre, _non_null_names(F.array(F.lit(DUPLICATE_KEY))), *parts[1:])
-    return joined.select(*columns, F.when(dup, flagged).otherwise(failed).alias(FAILED))
+    dup = F.when(F.col(f"{_DUP_KEY}0").isNotNull(), F.lit(DUPLICATE_KEY))
+    return joined.select(*columns, _as_array(_joined([F.col(_PRE), dup, *found])).alias(FAILED))
+
+
+def _as_array(joined: Any) -> Any:
+    """A ``SEP``-joined name string (null = none) as ``array<string>`` with no null element."""
+    from pyspark.sql import functions as F  # noqa: N812
+
+    empty = F.array().cast("array<string>")
+    return F.when(joined.isNull(), empty).otherwise(F.split(joined, SEP))

@@ -33,8 +33,7 @@ class TableName:
         layer, name = parts
         if layer not in LAYERS:
             raise UsageError(
-                f"'{qualified}': unknown layer '{layer}'{did_you_mean(layer, LAYERS)}; "
-                f"layers are {', '.join(LAYERS)}"
+                f"'{qualified}': unknown layer '{layer}'{did_you_mean(layer, LAYERS)}; layers are {', '.join(LAYERS)}"
             )
         return cls(layer, name)
 

@@ -77,8 +77,7 @@ def _nullable(type_json: Any) -> Any:
             return {
                 **type_json,
                 "fields": [
-                    {**f, "nullable": True, "metadata": {}, "type": _nullable(f["type"])}
-                    for f in type_json["fields"]
+                    {**f, "nullable": True, "metadata": {}, "type": _nullable(f["type"])} for f in type_json["fields"]
                 ],
             }
         if kind == "array":

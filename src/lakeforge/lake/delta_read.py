@@ -99,9 +99,7 @@ def read_table(spark: Any, catalog: Catalog, table: str, version: int | None = N
     return _read_by_partition(spark, schema, partition_cols, files, base).select(*columns)
 
 
-def _read_by_partition(
-    spark: Any, schema: Any, partition_cols: list[str], files: list[FileEntry], base: str
-) -> Any:
+def _read_by_partition(spark: Any, schema: Any, partition_cols: list[str], files: list[FileEntry], base: str) -> Any:
     """Read tables not laid out Hive-style: partition values come from the log, not folder names."""
     from functools import reduce
 

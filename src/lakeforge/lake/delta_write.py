@@ -21,8 +21,9 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import unquote
@@ -97,6 +98,13 @@ class _Write:
     app_version: int | None
     lineage: Lineage | None
     commit_started: bool = False
+    # overwrite_partitions: partitions replaced even when this write adds no file to them.
+    replace: frozenset[tuple[str | None, ...]] = frozenset()
+
+    def touched(self) -> set[tuple[str | None, ...]]:
+        """The partition-value tuples this write replaces (overwrite_partitions)."""
+        cols = self.partition_cols
+        return {tuple(f.action.partition_values.get(c) for c in cols) for f in self.files} | set(self.replace)
 
 
 def _already_applied(table: DeltaTable, app_id: str | None, app_version: int | None) -> bool:
@@ -133,8 +141,7 @@ def _check_new_partitions(name: TableName, data_schema: Schema, partition_by: Se
     for column in partition_by:
         if column not in types:
             raise SchemaMismatchError(
-                f"table '{name}': partition column '{column}' is not a column of the data "
-                f"(columns: {', '.join(types)})"
+                f"table '{name}': partition column '{column}' is not a column of the data (columns: {', '.join(types)})"
             )
         kind = types[column].strip('"')
         if kind not in PARTITION_TYPES:
@@ -146,9 +153,7 @@ def _check_new_partitions(name: TableName, data_schema: Schema, partition_by: Se
         raise SchemaMismatchError(f"table '{name}': every column is a partition column; keep one data column")
 
 
-def _publish_staged(
-    table_dir: Path, staging: Path, write_id: str, partition_cols: list[str]
-) -> list[_Published]:
+def _publish_staged(table_dir: Path, staging: Path, write_id: str, partition_cols: list[str]) -> list[_Published]:
     """Move Spark's staged Parquet files into the table's Hive layout and build their add actions."""
     published: list[_Published] = []
     staged = sorted(
@@ -173,9 +178,7 @@ def _publish_staged(
         target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(source, target)
         info = target.stat()
-        action = AddAction(
-            relative.as_posix(), info.st_size, partition_values, int(info.st_mtime * 1000), True, stats
-        )
+        action = AddAction(relative.as_posix(), info.st_size, partition_values, int(info.st_mtime * 1000), True, stats)
         published.append(_Published(action, rows))
     return published
 
@@ -198,7 +201,7 @@ def _app_transactions(write: _Write) -> list[Transaction] | None:
 def _commit_once(write: _Write, snapshot: DeltaTable) -> tuple[int, int]:
     """Try one commit on ``snapshot``; return (files removed, rows removed)."""
     cols = write.partition_cols
-    touched = {tuple(f.action.partition_values.get(c) for c in cols) for f in write.files}
+    touched = write.touched()
     replaced = [e for e in snapshot_files(snapshot) if _in_scope(e, write.mode, touched, cols)]
     rows_removed = sum(e.num_records or 0 for e in replaced)
     meta = _metadata(write, files_removed=len(replaced), rows_removed=rows_removed)
@@ -216,8 +219,7 @@ def _commit_once(write: _Write, snapshot: DeltaTable) -> tuple[int, int]:
         )
     else:
         removes: list[AddAction | RemoveAction] = [
-            RemoveAction(e.path, True, meta["lakeforge.committed_at_ms"], e.size, e.partition_values)
-            for e in replaced
+            RemoveAction(e.path, True, meta["lakeforge.committed_at_ms"], e.size, e.partition_values) for e in replaced
         ]
         snapshot.create_write_transaction(
             adds + removes,
@@ -272,13 +274,11 @@ def _result(write: _Write, version: int, files_removed: int, skipped: bool = Fal
 
 def _scope_paths(table: DeltaTable, write: _Write) -> set[str]:
     cols = write.partition_cols
-    touched = {tuple(f.action.partition_values.get(c) for c in cols) for f in write.files}
+    touched = write.touched()
     return {e.path for e in snapshot_files(table) if _in_scope(e, write.mode, touched, cols)}
 
 
-def _commit(
-    catalog: Catalog, write: _Write, partition_by: Sequence[str] | None, max_retries: int
-) -> CommitResult:
+def _commit(catalog: Catalog, write: _Write, partition_by: Sequence[str] | None, max_retries: int) -> CommitResult:
     """Commit the published files, retrying lost races that did not touch this write's data."""
     for attempt in range(max_retries + 1):
         if not catalog.exists(write.name):
@@ -363,10 +363,18 @@ def write_table(
     app_version: int | None = None,
     lineage: Lineage | None = None,
     max_retries: int = 5,
+    replace_partitions: Sequence[Mapping[str, Any]] = (),
 ) -> CommitResult:
-    """Write a Spark DataFrame to a Delta table (created on first write) in one atomic commit."""
+    """Write a Spark DataFrame to a Delta table (created on first write) in one atomic commit.
+
+    ``overwrite_partitions`` replaces every partition the data lands in, plus those listed in
+    ``replace_partitions`` (``{column: value}``; None = the null partition), so a batch whose
+    rows for a partition all went elsewhere still clears that partition's old rows.
+    """
     if mode not in WRITE_MODES:
         raise UsageError(f"write mode '{mode}' is not one of {', '.join(WRITE_MODES)}")
+    if replace_partitions and mode != "overwrite_partitions":
+        raise UsageError("replace_partitions needs mode='overwrite_partitions'")
     if (app_id is None) != (app_version is None):
         raise UsageError("pass app_id and app_version together (or neither)")
     if not catalog.is_local:
@@ -395,6 +403,7 @@ def write_table(
         app_id,
         app_version,
         lineage,
+        replace=_partition_tuples(name, partition_cols, replace_partitions),
     )
     staging = Path(uri) / STAGING_DIR / write.write_id
     try:
@@ -412,6 +421,32 @@ def write_table(
         # (vacuum removes them later if the commit did not land).
         if not write.commit_started:
             _discard(Path(uri), write)
+
+
+def partition_value(value: Any) -> str | None:
+    """A Python value as Delta (and Spark's folder names) write a partition value."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, date):
+        return value.isoformat()
+    return str(value)
+
+
+def _partition_tuples(
+    name: TableName, cols: Sequence[str], partitions: Sequence[Mapping[str, Any]]
+) -> frozenset[tuple[str | None, ...]]:
+    """``{column: value}`` mappings as partition-value tuples in the table's column order."""
+    tuples = set()
+    for partition in partitions:
+        if sorted(partition) != sorted(cols):
+            raise UsageError(
+                f"table '{name}': replace_partitions entry {dict(partition)} must name exactly the partition "
+                f"columns {list(cols)}"
+            )
+        tuples.add(tuple(partition_value(partition[c]) for c in cols))
+    return frozenset(tuples)
 
 
 def _discard(table_dir: Path, write: _Write) -> None:

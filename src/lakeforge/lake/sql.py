@@ -174,8 +174,7 @@ def parse_statement(statement: str) -> ParsedStatement:
 
 def _refused(word: str) -> ReadOnlyViolationError:
     return ReadOnlyViolationError(
-        f"lakeforge sql is read-only: '{word}' statements are refused; "
-        "write tables through the pipeline steps"
+        f"lakeforge sql is read-only: '{word}' statements are refused; write tables through the pipeline steps"
     )
 
 

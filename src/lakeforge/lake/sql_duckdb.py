@@ -55,9 +55,7 @@ class DuckDBEngine:
             con.close()
 
     @staticmethod
-    def _register(
-        con: duckdb.DuckDBPyConnection, catalog: Catalog, versions: Mapping[TableName, int | None]
-    ) -> None:
+    def _register(con: duckdb.DuckDBPyConnection, catalog: Catalog, versions: Mapping[TableName, int | None]) -> None:
         from deltalake.exceptions import DeltaError
 
         from lakeforge.lake.delta import arrow_dataset
@@ -103,4 +101,3 @@ def _suffix_match(table: str, known: list[str]) -> str:
     """Suggest 'raw.flights' for a bare 'flights'."""
     matches = [k for k in known if k.split(".", 1)[1] == table.lower()]
     return (" (did you mean " + ", ".join(f"'{m}'" for m in matches) + "?)") if matches else ""
-

@@ -31,7 +31,12 @@ def test_shipped_datasets_compose_with_their_checks() -> None:
         (
             "checks: {isin: [EWR, JFK, LGA]}}",
             'checks: {regex: "[A-"}}',
-            "columns[0].checks.regex: '[A-' is not a valid regular expression",
+            "columns[0].checks.regex: '[A-' is not a valid RE2 regular expression",
+        ),
+        (
+            "checks: {isin: [EWR, JFK, LGA]}}",
+            r'checks: {regex: "^(.)\\1$"}}',
+            r"columns[0].checks.regex: '^(.)\1$' is not a valid RE2 regular expression: invalid escape sequence",
         ),
         (
             "{name: year, type: int, nullable: false, checks: {ge: 2013, le: 2013}}",
@@ -82,6 +87,7 @@ def test_shipped_datasets_compose_with_their_checks() -> None:
     ids=[
         "ge>le",
         "bad regex",
+        "backreference (not RE2)",
         "regex on int",
         "unique column",
         "row_count",
