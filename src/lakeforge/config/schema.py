@@ -148,6 +148,9 @@ class LakeforgeConfig:
     monitor: MonitorConfig | None = None
     # ISO date (YYYY-MM-DD); Airflow's logical date, or an override elsewhere.
     run_date: str | None = None
+    # A date range (ISO, inclusive) for backfills: feature builds, scoring ranges.
+    start_date: str | None = None
+    end_date: str | None = None
     # Set by ``load_config`` to the directory holding conf/; relative paths resolve against it.
     project_root: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)

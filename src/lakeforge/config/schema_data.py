@@ -10,6 +10,7 @@ from omegaconf import MISSING
 SOURCE_FORMATS = ("csv", "parquet", "json", "jdbc", "delta")
 COLUMN_TYPES = ("string", "int", "long", "float", "double", "boolean", "date", "timestamp", "decimal")
 WINDOW_FUNCTIONS = ("count", "sum", "avg", "min", "max", "stddev", "count_distinct", "last")
+ON_MISSING = ("null", "drop", "fail")  # static join: what a spine row without a match gets
 
 
 @dataclass
@@ -135,27 +136,35 @@ class ExpressionFeature:
 
 @dataclass
 class WindowFeature:
-    """An aggregation over a trailing time window, grouped by ``by``, ending ``lag`` before the row."""
+    """An aggregation over a trailing time window, grouped by ``by``, ending ``lag`` before the row.
+
+    A source row counts when its time (``available_at``, else the source's event time) is in
+    ``[t - lag - window, t - lag)``, where ``t`` is the spine row's event time.
+    """
 
     name: str = MISSING
     function: str = MISSING  # one of WINDOW_FUNCTIONS
     column: str | None = None  # a source column or an expression feature; None only for count
     window: str = MISSING  # duration: 7d, 1h, 30d
-    by: list[str] = MISSING
+    by: list[str] = MISSING  # columns of both the source and the spine dataset
     lag: str | None = None  # e.g. the label delay, so only known outcomes are aggregated
     source: str | None = None  # dataset; default the spine dataset
     filter: str | None = None  # SQL predicate applied before aggregating
+    # Spark SQL expression over the source row: when its value becomes known. Default: the
+    # source's event time. Rows where it is null are never aggregated.
+    available_at: str | None = None
 
 
 @dataclass
 class AsOfJoinConfig:
-    """Latest row of ``dataset`` at or before the spine's event time (point-in-time)."""
+    """Latest row of ``dataset`` at or before the spine's event time minus ``lag`` (point-in-time)."""
 
     dataset: str = MISSING
     keys: list[str] = MISSING  # join key columns, same name on both sides
     event_time: str = MISSING  # the joined dataset's time column
     columns: list[str] = MISSING
-    tolerance: str | None = None  # max age of the joined row, e.g. 3h
+    lag: str | None = None  # duration: use the latest row at or before event_time - lag
+    max_age: str | None = None  # duration: older rows are not used; None = no limit
     prefix: str = ""
 
 
@@ -167,6 +176,9 @@ class StaticJoinConfig:
     keys: list[str] = MISSING  # join key columns, same name on both sides
     columns: list[str] = MISSING
     prefix: str = ""
+    # A spine row without a match: null (keep it, features null), drop (leave it out),
+    # fail (the build fails, naming the unmatched keys).
+    on_missing: str = "null"
 
 
 @dataclass
@@ -193,9 +205,10 @@ class FeatureSetConfig:
     """A feature set: entity keys, a spine, and the features computed for each spine row."""
 
     name: str = MISSING
-    entity: list[str] = MISSING
+    entity: list[str] = MISSING  # non-empty: the spine columns identifying what a row describes
     spine: SpineConfig = field(default_factory=SpineConfig)
     description: str = ""
+    timezone: str = "UTC"  # IANA name, e.g. America/New_York: the zone of calendar features
     expressions: list[ExpressionFeature] = field(default_factory=list)
     windows: list[WindowFeature] = field(default_factory=list)
     asof_joins: list[AsOfJoinConfig] = field(default_factory=list)

@@ -55,6 +55,34 @@ def ingest_step(spark: Any, cfg: Any, catalog: Any, lineage: Any) -> None:
     log.info("ingest: wrote %s", marker)
 
 
+def features_step(spark: Any, cfg: Any, catalog: Any, lineage: Any) -> None:
+    """Build features.<feature_set> for run_date, or start_date..end_date, and its statistics."""
+    from lakeforge.features.build import build_features, date_range
+
+    start, end = date_range(cfg)
+    built = build_features(spark, cfg, catalog, lineage, start, end)
+    print(
+        f"{built.table} v{built.version}: {built.rows:,} rows for {built.start}..{built.end}, "
+        f"{built.features} features (statistics in {built.stats_table})"
+    )
+    marker = write_marker(
+        cfg,
+        "features",
+        {
+            built.feature_set: {
+                "table": built.table,
+                "version": built.version,
+                "rows": built.rows,
+                "start": built.start.isoformat(),
+                "end": built.end.isoformat(),
+                "stats_table": built.stats_table,
+            }
+        },
+    )
+    log.info("features: wrote %s", marker)
+
+
 STEPS: dict[str, Callable[[Any, Any, Any, Any], None]] = {
     "ingest": ingest_step,
+    "features": features_step,
 }

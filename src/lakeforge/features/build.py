@@ -1,0 +1,119 @@
+"""Build ``features.<feature_set>``: compute a date range point-in-time, replace its partitions, save
+the feature statistics of the build (``features.<feature_set>__stats``) for monitoring's reference."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+from lakeforge.errors import ConfigError, FeatureError
+from lakeforge.features.compute import EVENT_DATE, compute_features
+from lakeforge.features.spec import FeatureSetSpec, feature_set_spec
+from lakeforge.features.stats import feature_stats, write_stats
+from lakeforge.lake.catalog import Catalog
+from lakeforge.lake.delta import Lineage, read_table, write_table
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FeatureBuild:
+    """What one build wrote."""
+
+    feature_set: str
+    table: str
+    version: int
+    rows: int
+    start: date
+    end: date
+    stats_table: str
+    features: int
+
+
+def raw_tables(spark: Any, catalog: Catalog) -> Any:
+    """Dataset name -> its ``raw.<name>`` table as a Spark DataFrame (a missing one says to ingest)."""
+
+    def read(name: str) -> Any:
+        table = f"raw.{name}"
+        if not catalog.exists(table):
+            raise FeatureError(
+                f"table '{table}' does not exist; run `lakeforge run ingest` (or `dvc repro ingest`) first"
+            )
+        return read_table(spark, catalog, table)
+
+    return read
+
+
+def spec_from_config(cfg: Any, name: str | None = None) -> FeatureSetSpec:
+    """The composed feature set (``name`` must match it when given)."""
+    fs = cfg.get("features")
+    if fs is None:
+        raise ConfigError("no feature set is composed; add '- /features: <name>' to the pipeline", key="features")
+    if name is not None and str(fs.name) != name:
+        raise ConfigError(
+            f"feature set '{name}' is not composed (the pipeline's is '{fs.name}'); "
+            f"choose it with the override features={name}",
+            key="features",
+        )
+    return feature_set_spec(fs, cfg.get("dataset"))
+
+
+def date_range(cfg: Any, start: str | None = None, end: str | None = None) -> tuple[date, date]:
+    """[start, end] from arguments, else ``start_date``/``end_date``, else the single ``run_date``."""
+    start = start or cfg.get("start_date")
+    end = end or cfg.get("end_date")
+    if start is None and end is None and cfg.get("run_date"):
+        start = end = cfg.get("run_date")
+    if start is None or end is None:
+        raise ConfigError(
+            "which dates? set run_date=YYYY-MM-DD for one day, or start_date=… end_date=… for a range", key="run_date"
+        )
+    try:
+        first, last = date.fromisoformat(str(start)), date.fromisoformat(str(end))
+    except ValueError as exc:
+        raise ConfigError(f"dates must be YYYY-MM-DD: {exc}", key="start_date") from exc
+    if last < first:
+        raise ConfigError(f"end date {last} is before start date {first}", key="end_date")
+    return first, last
+
+
+def build_features(
+    spark: Any, cfg: Any, catalog: Catalog, lineage: Lineage, start: date, end: date, name: str | None = None
+) -> FeatureBuild:
+    """Compute and write the feature table's partitions for [start, end]; one commit, then the stats."""
+    spec = spec_from_config(cfg, name)
+    frame = compute_features(
+        spark, spec, raw_tables(spark, catalog), start, end, project_root=Path(str(cfg.project_root))
+    )
+    days = [start + timedelta(days=i) for i in range((end - start).days + 1)]
+    table = f"features.{spec.name}"
+    result = write_table(
+        frame,
+        catalog,
+        table,
+        mode="overwrite_partitions",
+        partition_by=[EVENT_DATE],
+        replace_partitions=[{EVENT_DATE: d} for d in days],
+        lineage=lineage,
+    )
+    log.info("features %s: %d rows for %s..%s (version %d)", spec.name, result.rows, start, end, result.version)
+    written = read_table(spark, catalog, table, result.version)
+    built = written.where((written[EVENT_DATE] >= start) & (written[EVENT_DATE] <= end))
+    stats_table = f"features.{spec.name}__stats"
+    stats = feature_stats(built, spec.feature_names)
+    write_stats(
+        spark,
+        catalog,
+        stats_table,
+        stats,
+        feature_set=spec.name,
+        build_id=lineage.job_run_id,
+        start=start,
+        end=end,
+        source_version=result.version,
+        lineage=lineage,
+    )
+    return FeatureBuild(spec.name, table, result.version, result.rows, start, end, stats_table, len(stats))
