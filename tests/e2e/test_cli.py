@@ -105,3 +105,21 @@ def test_vacuum_removes_orphans_of_failed_writes(small_lake: Path) -> None:
     assert not orphan.exists()
     still = run_cli(["sql", "SELECT count(*) AS n FROM raw.airlines", root, "--format", "csv"], check=True)
     assert still.stdout.splitlines() == ["n", "3"]
+
+
+def test_features_show_prints_the_compiled_plan_without_a_jvm() -> None:
+    proc = run_cli(["features", "show", "flight_delay"])
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "strictly before t - lag" in out and "inclusive, as Feast" in out
+    assert "carrier_delay_rate_7d: window avg(CAST(arr_delay > 15 AS DOUBLE)) by carrier" in out
+    assert "RANGE BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING" in out  # running total up to t, strict
+    assert "wx_temp: as-of temp by origin" in out and "not older than 3h" in out
+    assert "label is_delayed" in out and "never in the feature table" in out
+
+
+def test_features_show_unknown_set_names_the_composed_one() -> None:
+    proc = run_cli(["features", "show", "flight_delays"])
+    assert proc.returncode == 2
+    assert "feature set 'flight_delays' is not composed (the pipeline's is 'flight_delay')" in proc.stderr
+    assert "Traceback" not in proc.stderr

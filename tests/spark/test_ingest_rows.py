@@ -10,6 +10,7 @@ from omegaconf import OmegaConf
 
 from lakeforge.config.schema_data import DatasetConfig
 from lakeforge.data import IngestReport, ingest
+from lakeforge.errors import SchemaMismatchError
 from lakeforge.lake.catalog import Catalog
 from lakeforge.lake.delta import Lineage, read_table
 
@@ -189,3 +190,16 @@ def test_reingest_of_an_unchanged_source_is_a_no_op_on_the_rows(spark: Any, tmp_
     assert _table_rows(spark, tmp_path, "raw.t", "id", "dep", "month") == before == [(1, 10, 1)]
     assert _table_rows(spark, tmp_path, "quarantine.t", "id", "_ingest_run_id") == [("2", "b")]
     assert second.raw_version == first.raw_version + 1
+
+
+def test_a_changed_partitioning_stops_before_writing(spark: Any, tmp_path: Path) -> None:
+    rows = ["1,10,2013-01-05T06:00:00Z"]
+    node = _monthly(tmp_path, rows)
+    flat = OmegaConf.merge(node, {"partition_by": []})
+    ingest_node(spark, tmp_path, flat, run_id="flat")
+    raw_before = read_table(spark, Catalog(tmp_path / "lake"), "raw.t").count()
+    with pytest.raises(
+        SchemaMismatchError, match=r"table 'raw.t' is partitioned by nothing, but dataset.t.partition_by"
+    ):
+        ingest_node(spark, tmp_path, node, run_id="monthly")
+    assert read_table(spark, Catalog(tmp_path / "lake"), "raw.t").count() == raw_before

@@ -29,9 +29,9 @@ from lakeforge.data.dataset_checks import (
 from lakeforge.data.schema import ColumnSpec, column_specs
 from lakeforge.data.sources import SourceRequest, get_reader
 from lakeforge.data.validate import FAILED, RAW_RECORD, duplicate_keys, failed_checks, raw_name, validate
-from lakeforge.errors import ConfigError, DataValidationError, did_you_mean
+from lakeforge.errors import ConfigError, DataValidationError, SchemaMismatchError, did_you_mean
 from lakeforge.lake.catalog import Catalog
-from lakeforge.lake.delta import Lineage, write_table
+from lakeforge.lake.delta import Lineage, table_info, write_table
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +86,23 @@ def _touched_partitions(validated: Any, parts: dict[str, Any]) -> tuple[list[dic
     return raw, quarantine
 
 
+def _check_layouts(catalog: Catalog, name: str, dataset_cfg: Any) -> None:
+    """Existing raw/quarantine tables must have the partitioning this declaration writes, or the
+    ingest stops before writing anything (a table can't be re-partitioned in place)."""
+    parts = [str(p) for p in dataset_cfg.partition_by]
+    for table, wanted in ((f"raw.{name}", parts), (f"quarantine.{name}", [RAW_PARTITION] if parts else [])):
+        if not catalog.exists(table):
+            continue
+        have = table_info(catalog, table).partition_by
+        if have != wanted:
+            raise SchemaMismatchError(
+                f"dataset '{name}': table '{table}' is partitioned by {have or 'nothing'}, but "
+                f"dataset.{name}.partition_by now writes it by {wanted or 'nothing'}; nothing written. "
+                f"A table can't be re-partitioned in place: move '{catalog.table_uri(table)}' "
+                "aside (or delete it) and re-run the ingest to rebuild it from the source"
+            )
+
+
 def _quarantine_frame(
     validated: Any, src_typed: bool, specs: Sequence[ColumnSpec], parts: dict[str, Any], run_id: str, now: datetime
 ) -> Any:
@@ -134,6 +151,8 @@ def ingest(
 ) -> IngestReport:
     """Validate one dataset and write its raw and quarantine tables; nothing is written when it fails."""
     from pyspark import StorageLevel
+
+    _check_layouts(catalog, name, dataset_cfg)
 
     specs = column_specs(dataset_cfg)
     request = SourceRequest(name, dataset_cfg.source, specs, Path(project_root), str(dataset_cfg.new_columns))
