@@ -152,7 +152,7 @@ def compare(lakeforge_dir: Path, duckdb_file: Path, events: int) -> dict[str, An
     )
     with duckdb.connect() as con:
         relation = con.sql(f"SELECT {counts} FROM {joined}")
-        found = dict(zip(relation.columns, relation.fetchone() or (), strict=True))
+        found = dict(zip(relation.columns, relation.fetchall()[0], strict=True))
         bad = (
             found["rows"] != events
             or found["only_lakeforge"]

@@ -89,6 +89,8 @@ def build_features(
         spark, spec, raw_tables(spark, catalog), start, end, project_root=Path(str(cfg.project_root))
     )
     days = [start + timedelta(days=i) for i in range((end - start).days + 1)]
+    # One file per date: without this every task writes a small file into every date it holds.
+    frame = frame.repartition(frame[EVENT_DATE])
     table = f"features.{spec.name}"
     result = write_table(
         frame,

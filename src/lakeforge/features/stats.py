@@ -432,6 +432,8 @@ def write_stats(
         "feature_table_version": source_version,
     }
     schema = StructType.fromDDL(STATS_SCHEMA)
+    if not isinstance(schema, StructType):  # fromDDL is typed as returning any DataType
+        raise TypeError("STATS_SCHEMA must describe a struct")
     rows = [{**header, **s.to_row(), "computed_at": computed_at} for s in stats]
     data = [tuple(row[name] for name in schema.fieldNames()) for row in rows]
     # One small file per build.
@@ -460,7 +462,8 @@ def read_stats(
     if build_id is None:
         latest = df.orderBy(F.desc("computed_at"), F.desc("build_id")).select("build_id").limit(1).collect()
         if not latest:
-            known = [r["feature_set"] for r in read_table(spark, catalog, table).select("feature_set").distinct().collect()]
+            sets = read_table(spark, catalog, table).select("feature_set").distinct().collect()
+            known = [r["feature_set"] for r in sets]
             raise FeatureError(
                 f"no statistics for feature set '{feature_set}' in table '{table}'"
                 f"{did_you_mean(feature_set, known)}; feature sets there: {', '.join(sorted(known)) or 'none'}"
