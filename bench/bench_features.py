@@ -227,12 +227,20 @@ def memory_probe(events_path: Path, readings_path: Path, days: int) -> dict[str,
             raise RuntimeError("no java child process found: is Spark running in this process?")
         jvm_before = jvm.memory_info().rss
         python_before = psutil.Process().memory_info().rss
+        # The heap the build used, besides what the JVM committed: peak per heap pool, reset first.
+        management = spark.sparkContext._jvm.java.lang.management.ManagementFactory
+        pools = [p for p in management.getMemoryPoolMXBeans() if str(p.getType().name()) == "HEAP"]
+        for pool in pools:
+            pool.resetPeakUsage()
         with RssPeak() as peak:
             start = time.perf_counter()
             build(spark, spec, tables, days).write.mode("overwrite").parquet(str(out / "features"))
             seconds = time.perf_counter() - start
         return {
             "jvm_peak_bytes": peak.jvm_peak,
+            # Sum of each heap pool's peak: an upper bound of the heap in use at any one time.
+            "jvm_heap_peak_used_bytes": sum(pool.getPeakUsage().getUsed() for pool in pools),
+            "jvm_heap_pool_peaks_mb": {str(pool.getName()): pool.getPeakUsage().getUsed() / MB for pool in pools},
             "jvm_before_bytes": jvm_before,
             "python_peak_bytes": peak.python_peak,
             "python_before_bytes": python_before,
@@ -388,6 +396,8 @@ def main(quick: bool = False) -> bool:
                 "jvm_peak_mb_n": jvm_n / MB,
                 "jvm_peak_mb_2n": jvm_2n / MB,
                 "jvm_ratio": memory_ratio,
+                "jvm_heap_peak_used_mb_n": memory["n"]["jvm_heap_peak_used_bytes"] / MB,
+                "jvm_heap_peak_used_mb_2n": memory["2n"]["jvm_heap_peak_used_bytes"] / MB,
                 "python_peak_mb_n": memory["n"]["python_peak_bytes"] / MB,
                 "python_peak_mb_2n": memory["2n"]["python_peak_bytes"] / MB,
                 "driver_memory": "4g",

@@ -33,19 +33,3 @@ def cyclic_hour(df: DataFrame, inputs: list[str], outputs: list[str], **params: 
     angle = F.col(inputs[0]).cast("double") * (2 * math.pi / 24)
     return df.withColumn(outputs[0], F.sin(angle)).withColumn(outputs[1], F.cos(angle))
 
-
-@transform("age_in_years")
-def age_in_years(df: DataFrame, inputs: list[str], outputs: list[str], **params: Any) -> DataFrame:
-    """Years between a build year (``inputs[0]``) and the event's year (``inputs[1]``, a timestamp).
-
-    E.g. a plane's age at departure; a null or future build year gives null.
-    """
-    from pyspark.sql import functions as F  # noqa: N812
-
-    if len(inputs) != 2 or len(outputs) != 1:
-        raise FeatureError(
-            f"age_in_years takes 2 inputs (build year, event time) and gives 1 output; "
-            f"got inputs {inputs}, outputs {outputs}"
-        )
-    age = F.year(F.col(inputs[1])) - F.col(inputs[0])
-    return df.withColumn(outputs[0], F.when(age >= 0, age))

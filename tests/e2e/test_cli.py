@@ -112,8 +112,8 @@ def test_features_show_prints_the_compiled_plan_without_a_jvm() -> None:
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
     assert "strictly before t - lag" in out and "inclusive, as Feast" in out
-    assert "carrier_delay_rate_7d: window avg(CAST(arr_delay > 15 AS DOUBLE)) by carrier" in out
-    assert "RANGE BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING" in out  # running total up to t, strict
+    assert "carrier_dep_delay_7d: window avg(dep_delay) by carrier" in out
+    assert "RANGE BETWEEN UNBOUNDED PRECEDING AND 86400000001 PRECEDING" in out  # running total to t - 1d
     assert "wx_temp: as-of temp by origin" in out and "not older than 3h" in out
     assert "label is_delayed" in out and "never in the feature table" in out
 
