@@ -2,14 +2,20 @@
 
 ``feature_stats`` runs two Spark queries per call, whatever the number of features:
 
-1. one aggregate select over the frame: row count, per-feature nulls, NaNs, min/max/mean/stddev
-   and approximate quantiles (numeric), approximate distinct counts (categorical);
-2. one grouped query over ``(feature, bin)`` / ``(feature, value)`` pairs exploded from each row:
-   the histogram bin counts of every numeric feature (edges from query 1) and the top values of
-   every categorical feature, ranked per feature with a group limit so only the top rows move.
+1. one aggregate select over the frame (no grouping): the row count, the approximate
+   quantiles and the finite min/max of every numeric feature, the approximate distinct count
+   of every categorical feature;
+2. one grouped query over ``(feature, bin, value)`` keys exploded from each row (one key per
+   feature): the histogram bins of the numeric features (edges from query 1), each with its
+   count, mean and variance, their nulls, NaNs and infinities as keys of their own, and the
+   values and nulls of the categorical features; ranked per feature with a group limit, so
+   only each feature's bins and top values leave the executors.
 
-Only these small aggregate results reach the driver; the frame itself is never collected.
-Query 2 is skipped when no feature has a value to bin or count (an empty or all-null frame).
+Mean and stddev come from the per-bin moments, combined exactly on the driver (the parallel
+variance formula); nulls and NaNs from the special keys. Only these small aggregates reach the
+driver; the frame itself is never collected. Per-value work happens in one code-generated
+projection before the explode, and query 2 holds each aggregate once whatever the number of
+features, so the plans stay small for hundreds of features. Query 2 is skipped for an empty frame.
 
 Conventions, so that monitoring can bin current data exactly as the reference was binned:
 
@@ -19,8 +25,8 @@ Conventions, so that monitoring can bin current data exactly as the reference wa
   NaN is missing for every other figure (mean, quantiles, histogram), as in pandas.
 * Histogram: ``bins`` equal-width bins between the finite min and max (one bin when they are
   equal); bin ``i`` holds ``bin_edges[i] <= x < bin_edges[i + 1]``, the last bin is closed, as
-  ``numpy.histogram``. Infinite values fall in the outer bins, so the bin counts always add up
-  to ``count - nulls - nans``.
+  ``numpy.histogram``. Infinite values are counted in the outer bins, so the bin counts add up
+  to ``count - nulls - nans`` (unless no value is finite: then there are no bins).
 * Counts are ints whenever they apply to the kind (``distinct`` and ``other_count`` for
   categorical features only); a figure undefined without values (mean, min, ``null_share`` of
   an empty frame…) is None; lists are empty when there is nothing to put in them.
@@ -46,6 +52,9 @@ QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
 # Rank error ≤ 1/10000 of the values: the reference for drift tests deserves the precision.
 QUANTILE_ACCURACY = 10_000
 TOP_K = 20
+# Keys of query 2 for what is neither a histogram bin nor a value.
+_NULL, _NAN, _NEG_INF, _POS_INF = -1, -2, -3, -4
+_SPECIAL_KEYS = (_NULL, _NAN, _NEG_INF, _POS_INF)
 
 NUMERIC = "numeric"
 CATEGORICAL = "categorical"
@@ -213,9 +222,9 @@ def feature_stats(
 ) -> list[FeatureStats]:
     """Statistics of each feature column of a Spark DataFrame, in the order of ``features``.
 
-    Two Spark queries whatever the number of features (one when nothing can be binned or
-    counted); only aggregates reach the driver. The frame is read twice: cache it first if it
-    is expensive to compute and not cached already.
+    Two Spark queries whatever the number of features (one for an empty frame); only
+    aggregates reach the driver. The frame is read twice: cache it first if it is expensive
+    to compute and not cached already.
     """
     if isinstance(features, str):
         raise UsageError(f"features must be a list of column names, not the string '{features}'")
@@ -227,74 +236,77 @@ def feature_stats(
     columns = _resolve(df, features)
     if not columns:
         return []
-    from pyspark.sql import functions as F  # noqa: N812
-
     # Positional aliases: feature names may hold dots, spaces or backticks.
-    frame = df.select(*[F.col(_quote(c.name)).alias(c.alias) for c in columns])
+    frame = df.selectExpr(*[f"{_quote(c.name)} AS {c.alias}" for c in columns])
     rows = _scalar_pass(frame, columns, probs)
     for c in columns:
         if c.kind == NUMERIC:
             c.edges = _edges(c.figures["low"], c.figures["high"], bins)
-    counts = _distribution_pass(frame, columns, max(top_k, bins))
-    return [_result(c, rows, probs, counts.get(c.index, {}), top_k) for c in columns]
+    # Every special key and bin of a numeric feature, the null key and top_k values of a categorical one.
+    limit = max(bins + len(_SPECIAL_KEYS), top_k + 1)
+    groups = _distribution_pass(frame, columns, limit) if rows else {}
+    return [
+        _numeric_stats(c, rows, probs, groups.get(c.index, []))
+        if c.kind == NUMERIC
+        else _categorical_stats(c, rows, groups.get(c.index, []), top_k)
+        for c in columns
+    ]
 
 
-def _clean(column: _Feature) -> Any:
-    """The column as its statistics see it: a double for numeric kinds, NaN as null."""
-    from pyspark.sql import functions as F  # noqa: N812
+_INF = "CAST('Infinity' AS DOUBLE)"
 
-    raw = F.col(column.alias)
+
+def _double(value: float) -> str:
+    """A finite float as an exact Spark SQL double literal (repr round-trips)."""
+    return f"({value!r}D)"
+
+
+def _clean(column: _Feature) -> str:
+    """SQL for the column as query 1 sees it: a double for numeric kinds, NaN as null."""
+    a = column.alias
     if column.kind == CATEGORICAL:
-        return raw
+        return a
     if column.floating:
-        return F.when(~F.isnan(raw), raw).cast("double")
-    return raw.cast("double")
+        return f"CASE WHEN isnan({a}) THEN NULL ELSE CAST({a} AS DOUBLE) END"
+    return f"CAST({a} AS DOUBLE)"
 
 
 def _scalar_pass(frame: Any, columns: list[_Feature], probs: list[float]) -> int:
-    """Query 1: one aggregate select with every feature's scalar figures; returns the row count."""
-    from pyspark.sql import functions as F  # noqa: N812
+    """Query 1: one aggregate select with the quantiles, ranges and distinct counts; returns the row count.
 
-    infinity = F.lit(math.inf)
-    exprs = [F.count(F.lit(1)).alias("rows")]
-    for c in columns:
-        raw, value, a = F.col(c.alias), _clean(c), c.alias
-        exprs.append(F.count(raw).alias(f"{a}_set"))  # NaN is set here: nulls are SQL nulls only
-        if c.floating:
-            exprs.append(F.count_if(F.isnan(raw)).alias(f"{a}_nans"))
-        if c.kind == CATEGORICAL:
-            exprs.append(F.approx_count_distinct(value).alias(f"{a}_distinct"))
-            continue
-        exprs += [
-            F.min(value).alias(f"{a}_min"),
-            F.max(value).alias(f"{a}_max"),
-            F.avg(value).alias(f"{a}_mean"),
-            F.stddev_samp(value).alias(f"{a}_stddev"),
-            F.percentile_approx(value, probs, QUANTILE_ACCURACY).alias(f"{a}_q"),
-        ]
-        if c.floating:
-            # The histogram spans the finite values; infinities go to the outer bins.
-            finite = F.when(F.abs(value) < infinity, value)
-            exprs += [F.min(finite).alias(f"{a}_low"), F.max(finite).alias(f"{a}_high")]
-    row = frame.agg(*exprs).collect()[0].asDict()
-    rows = int(row["rows"])
+    The expressions go to Spark as SQL text: one call for the whole select, where building
+    Column objects would cost a Py4J round trip per operator and literal.
+    """
+    percentages = "array(" + ", ".join(_double(q) for q in probs) + ")"
+    exprs = ["count(1) AS rows"]
     for c in columns:
         a = c.alias
-        figures: dict[str, Any] = {
-            "nulls": rows - int(row[f"{a}_set"]),
-            "nans": int(row[f"{a}_nans"]) if c.floating else 0,
-        }
-        figures["present"] = rows - figures["nulls"] - figures["nans"]
         if c.kind == CATEGORICAL:
-            figures["distinct"] = int(row[f"{a}_distinct"])
+            exprs.append(f"approx_count_distinct({a}) AS {a}_distinct")
+            continue
+        value = _clean(c)
+        # The histogram spans the finite values; infinities are counted apart in query 2.
+        finite = (
+            f"CASE WHEN isnan({a}) OR abs({a}) = {_INF} THEN NULL ELSE CAST({a} AS DOUBLE) END" if c.floating else value
+        )
+        exprs += [
+            f"percentile_approx({value}, {percentages}, {QUANTILE_ACCURACY}) AS {a}_q",
+            f"min({finite}) AS {a}_low",
+            f"max({finite}) AS {a}_high",
+        ]
+    row = frame.selectExpr(*exprs).collect()[0].asDict()
+    for c in columns:
+        a = c.alias
+        if c.kind == CATEGORICAL:
+            c.figures = {"distinct": int(row[f"{a}_distinct"])}
         else:
-            for key in ("min", "max", "mean", "stddev"):
-                figures[key] = _number(row[f"{a}_{key}"])
-            figures["quantiles"] = [float(q) for q in row[f"{a}_q"]] if row[f"{a}_q"] is not None else []
-            low, high = (f"{a}_low", f"{a}_high") if c.floating else (f"{a}_min", f"{a}_max")
-            figures["low"], figures["high"] = _number(row[low]), _number(row[high])
-        c.figures = figures
-    return rows
+            found = row[f"{a}_q"]
+            c.figures = {
+                "quantiles": [float(q) for q in found] if found is not None else [],
+                "low": _number(row[f"{a}_low"]),
+                "high": _number(row[f"{a}_high"]),
+            }
+    return int(row["rows"])
 
 
 def _edges(low: float | None, high: float | None, bins: int) -> list[float]:
@@ -309,97 +321,150 @@ def _edges(low: float | None, high: float | None, bins: int) -> list[float]:
     return [low + i * width for i in range(bins)] + [high]
 
 
-def _bin_index(value: Any, edges: list[float], floating: bool) -> Any:
-    """The histogram bin of a (non-null, non-NaN) value: ``edges[i] <= value < edges[i + 1]``.
+def _bin_index(value: str, edges: list[float]) -> str:
+    """SQL for the histogram bin of a finite value: ``edges[i] <= value < edges[i + 1]``, last bin closed.
 
     The arithmetic guess ``floor((value - low) / width)`` can be one off where a value sits on an
     edge; one step against the edges themselves makes the bin exact, as numpy.histogram does.
     """
-    from pyspark.sql import functions as F  # noqa: N812
-
     last = len(edges) - 2
     if last == 0:
-        return F.lit(0)
-    low, width = edges[0], (edges[-1] - edges[0]) / (len(edges) - 1)
-    if not math.isfinite(width):
-        width = edges[1] - edges[0]
-    guess = F.least(F.greatest(F.floor((value - F.lit(low)) / F.lit(width)), F.lit(0)), F.lit(last)).cast("int")
-    bounds = F.array(*[F.lit(e) for e in edges])
-    index = (
-        F.when(value < F.element_at(bounds, guess + 1), guess - 1)
-        .when((guess < last) & (value >= F.element_at(bounds, guess + 2)), guess + 1)
-        .otherwise(guess)
+        return "0"
+    low, width = edges[0], edges[1] - edges[0]
+    guess = f"CAST(least(greatest(floor(({value} - {_double(low)}) / {_double(width)}), 0), {last}) AS INT)"
+    bounds = "array(" + ", ".join(_double(e) for e in edges) + ")"
+    return (
+        f"CASE WHEN {value} < element_at({bounds}, {guess} + 1) THEN {guess} - 1 "
+        f"WHEN {guess} < {last} AND {value} >= element_at({bounds}, {guess} + 2) THEN {guess} + 1 "
+        f"ELSE {guess} END"
     )
-    if floating:
-        index = F.when(value == F.lit(math.inf), F.lit(last)).when(value == F.lit(-math.inf), F.lit(0)).otherwise(index)
-    return index
 
 
-def _distribution_pass(frame: Any, columns: list[_Feature], limit: int) -> dict[int, dict[Any, int]]:
-    """Query 2: histogram bins and top values of all features in one grouped pass.
+def _key(column: _Feature) -> str:
+    """SQL for query 2's key of a feature's value: a special key, a histogram bin, or null for a value."""
+    a = column.alias
+    cases = [f"WHEN {a} IS NULL THEN {_NULL}"]
+    if column.kind == NUMERIC and column.floating:
+        cases += [
+            f"WHEN isnan({a}) THEN {_NAN}",
+            f"WHEN {a} = {_INF} THEN {_POS_INF}",
+            f"WHEN {a} = -{_INF} THEN {_NEG_INF}",
+        ]
+    # Without edges, no value is finite: every row has a special key. Categorical values key by value.
+    otherwise = f" ELSE {_bin_index(f'CAST({a} AS DOUBLE)', column.edges)}" if column.edges else ""
+    return f"CASE {' '.join(cases)}{otherwise} END"
 
-    Each row yields one ``(c, b, k)`` struct per feature (``b`` a bin for numeric features, ``k``
-    the value for categorical ones); the pairs are counted, and per feature only the ``limit``
-    most frequent are kept (every bin, since ``limit`` ≥ bins). Returns {index: {bin or value: n}}.
+
+@dataclass(frozen=True)
+class _Group:
+    """One row of query 2: a feature's bin (or special key) or value, its count and moments."""
+
+    bin: int | None
+    value: str | None
+    n: int
+    mean: float | None
+    var_pop: float | None
+
+
+def _distribution_pass(frame: Any, columns: list[_Feature], limit: int) -> dict[int, list[_Group]]:
+    """Query 2: per feature, the counts of every bin and special key, and of the top values.
+
+    A projection computes each feature's key (and numeric value) once, code-generated; each row
+    then explodes into one ``(c, b, k, x)`` struct per feature, which are counted with their
+    mean and population variance. Per feature, special keys rank first, then the most frequent
+    bins/values; only the first ``limit`` of each feature are kept, which Spark applies before
+    the shuffle (WindowGroupLimit). Expressions go to Spark as SQL text: one Py4J call per step
+    instead of one per operator and literal. Returns {feature index: groups in rank order}.
     """
     from pyspark.sql import Window
     from pyspark.sql import functions as F  # noqa: N812
 
-    numeric = [c for c in columns if c.kind == NUMERIC and c.edges]
-    categorical = [c for c in columns if c.kind == CATEGORICAL and c.figures["present"] > 0]
-    if not numeric and not categorical:
-        return {}
-    # Stage 1 computes each cleaned value and bin guess once; stage 2 only references them.
-    values = frame.select(*[_clean(c).alias(c.alias) for c in numeric + categorical])
-    no_bin, no_value = F.lit(None).cast("int"), F.lit(None).cast("string")
-    keyed = []
-    for c in numeric:
-        value = F.col(c.alias)
-        index = F.when(value.isNotNull(), _bin_index(value, c.edges, c.floating))
-        keyed.append(F.struct(F.lit(c.index).alias("c"), index.alias("b"), no_value.alias("k")))
-    for c in categorical:
-        keyed.append(F.struct(F.lit(c.index).alias("c"), no_bin.alias("b"), F.col(c.alias).alias("k")))
-    pairs = values.select(F.inline(F.array(*keyed))).where(F.col("b").isNotNull() | F.col("k").isNotNull())
-    counted = pairs.groupBy("c", "b", "k").agg(F.count(F.lit(1)).alias("n"))
-    # A pure rank filter: Spark limits each group before the shuffle (WindowGroupLimit).
-    rank = F.row_number().over(Window.partitionBy("c").orderBy(F.desc("n"), F.asc("b"), F.asc("k")))
-    result = counted.withColumn("rank", rank).where(F.col("rank") <= limit).orderBy("c", "rank").collect()
-    found: dict[int, dict[Any, int]] = {}
-    for r in result:
-        key = r["b"] if r["b"] is not None else r["k"]
-        found.setdefault(int(r["c"]), {})[key] = int(r["n"])
+    projected, keyed = [], []
+    for c in columns:
+        i, a = c.index, c.alias
+        projected.append(f"{_key(c)} AS b{i}")
+        if c.kind == NUMERIC:
+            projected.append(f"CAST({a} AS DOUBLE) AS x{i}")
+            keyed.append(f"named_struct('c', {i}, 'b', b{i}, 'k', CAST(NULL AS STRING), 'x', x{i})")
+        else:
+            projected.append(f"{a} AS k{i}")
+            keyed.append(f"named_struct('c', {i}, 'b', b{i}, 'k', k{i}, 'x', CAST(NULL AS DOUBLE))")
+    pairs = frame.selectExpr(*projected).selectExpr(f"inline(array({', '.join(keyed)}))")
+    counted = pairs.groupBy("c", "b", "k").agg(
+        F.count(F.lit(1)).alias("n"), F.avg("x").alias("mean"), F.var_pop("x").alias("var_pop")
+    )
+    special_first = F.when(F.col("b") < 0, F.lit(0)).otherwise(F.lit(1))
+    order = Window.partitionBy("c").orderBy(special_first, F.desc("n"), F.asc("b"), F.asc("k"))
+    ranked = counted.withColumn("rank", F.row_number().over(order)).where(F.col("rank") <= limit)
+    found: dict[int, list[_Group]] = {}
+    # At most ``limit`` rows per feature: ordered here rather than by one more shuffle.
+    for r in sorted(ranked.collect(), key=lambda r: (r["c"], r["rank"])):
+        group = _Group(r["b"], r["k"], int(r["n"]), r["mean"], r["var_pop"])
+        found.setdefault(int(r["c"]), []).append(group)
     return found
 
 
-def _result(c: _Feature, rows: int, probs: list[float], counts: dict[Any, int], top_k: int) -> FeatureStats:
-    """The FeatureStats of one feature from the figures of both queries."""
-    f = c.figures
-    base: dict[str, Any] = {
-        "feature": c.name,
-        "kind": c.kind,
-        "count": rows,
-        "nulls": f["nulls"],
-        "null_share": f["nulls"] / rows if rows else None,
-        "nans": f["nans"],
-    }
-    if c.kind == CATEGORICAL:
-        top = list(counts.items())[:top_k]  # already ordered by count, then value
-        return FeatureStats(
-            **base,
-            distinct=f["distinct"],
-            top_values=[(str(v), n) for v, n in top],
-            other_count=f["present"] - sum(n for _, n in top),
-        )
+def _moments(groups: list[_Group]) -> tuple[float | None, float | None]:
+    """Mean and sample stddev of the union of groups, from each group's count, mean and variance."""
+    n = sum(g.n for g in groups)
+    if n == 0:
+        return None, None
+    mean = sum(g.n * float(g.mean or 0.0) for g in groups) / n
+    m2 = sum(g.n * (float(g.var_pop or 0.0) + (float(g.mean or 0.0) - mean) ** 2) for g in groups)
+    return mean, math.sqrt(m2 / (n - 1)) if n > 1 else None
+
+
+def _numeric_stats(c: _Feature, rows: int, probs: list[float], groups: list[_Group]) -> FeatureStats:
+    """A numeric feature's FeatureStats from both queries."""
+    special = {g.bin: g.n for g in groups if g.bin is not None and g.bin < 0}
+    finite = [g for g in groups if g.bin is not None and g.bin >= 0]
+    negative, positive = special.get(_NEG_INF, 0), special.get(_POS_INF, 0)
+    counts = [0] * (len(c.edges) - 1 if c.edges else 0)
+    for g in finite:
+        counts[int(g.bin or 0)] = g.n
+    if counts:
+        counts[0] += negative
+        counts[-1] += positive
+    mean, stddev = _moments(finite)
+    if negative or positive:
+        # As numpy and Spark: an infinity makes the mean infinite (NaN with both signs), the stddev NaN.
+        mean = math.nan if negative and positive else math.inf if positive else -math.inf
+        total = sum(g.n for g in finite) + negative + positive
+        stddev = math.nan if total > 1 else None
+    low, high = c.figures["low"], c.figures["high"]
+    nulls = special.get(_NULL, 0)
     return FeatureStats(
-        **base,
-        mean=f["mean"],
-        stddev=f["stddev"],
-        min=f["min"],
-        max=f["max"],
-        quantile_probs=list(probs) if f["quantiles"] else [],
-        quantiles=f["quantiles"],
+        feature=c.name,
+        kind=NUMERIC,
+        count=rows,
+        nulls=nulls,
+        null_share=nulls / rows if rows else None,
+        nans=special.get(_NAN, 0),
+        mean=mean,
+        stddev=stddev,
+        min=-math.inf if negative else low if low is not None else math.inf if positive else None,
+        max=math.inf if positive else high if high is not None else -math.inf if negative else None,
+        quantile_probs=list(probs) if c.figures["quantiles"] else [],
+        quantiles=c.figures["quantiles"],
         bin_edges=list(c.edges),
-        bin_counts=[counts.get(i, 0) for i in range(len(c.edges) - 1)],
+        bin_counts=counts,
+    )
+
+
+def _categorical_stats(c: _Feature, rows: int, groups: list[_Group], top_k: int) -> FeatureStats:
+    """A categorical feature's FeatureStats from both queries."""
+    nulls = sum(g.n for g in groups if g.bin == _NULL)
+    top = [(str(g.value), g.n) for g in groups if g.bin is None][:top_k]  # by count, then value
+    return FeatureStats(
+        feature=c.name,
+        kind=CATEGORICAL,
+        count=rows,
+        nulls=nulls,
+        null_share=nulls / rows if rows else None,
+        nans=0,
+        distinct=c.figures["distinct"],
+        top_values=top,
+        other_count=rows - nulls - sum(n for _, n in top),
     )
 
 
