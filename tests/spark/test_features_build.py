@@ -145,6 +145,6 @@ def test_labels_only_in_training_sets_and_only_once_known(spark: Any, project: t
     rows = sorted(training.collect(), key=lambda r: r["id"])
     assert [r["id"] for r in rows] == [0, 1, 2, 3, 4]
     assert [r["late"] for r in rows] == [0, 0, 1, 0, 0]
-    shared = [c for c in scoring.columns]
+    shared = scoring.columns
     same = scoring.where("id <= 4").select(*shared).collect()
     assert sorted(map(tuple, same)) == sorted(tuple(r[c] for c in shared) for r in rows)

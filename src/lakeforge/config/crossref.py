@@ -36,6 +36,14 @@ def _set(value: Any) -> bool:
     return value is not None and value != MISSING
 
 
+def _choice(report: Report, key: str, value: Any, allowed: tuple[str, ...] | list[str], what: str) -> None:
+    """Report a value not among ``allowed``."""
+    if _set(value) and value not in allowed:
+        report(
+            key, f"unknown {what} '{value}'{did_you_mean(str(value), allowed)}; allowed: {', '.join(allowed)}"
+        )
+
+
 def _list(value: Any) -> list[Any]:
     """A list value, or [] when missing."""
     return value if isinstance(value, list) else []
@@ -83,11 +91,7 @@ def check_datasets(cfg: dict[str, Any], report: Report) -> None:
         base = f"dataset.{name}"
         src = ds.get("source") or {}
         fmt = src.get("format")
-        if _set(fmt) and fmt not in SOURCE_FORMATS:
-            report(
-                f"{base}.source.format",
-                f"unknown format '{fmt}'{did_you_mean(str(fmt), SOURCE_FORMATS)}; allowed: {', '.join(SOURCE_FORMATS)}",
-            )
+        _choice(report, f"{base}.source.format", fmt, SOURCE_FORMATS, "format")
         if fmt == "jdbc":
             if not _set(src.get("url")):
                 report(f"{base}.source.url", "a jdbc source needs 'url'")
@@ -153,13 +157,7 @@ def _check_dataset_level(report: Report, base: str, ds: dict[str, Any], names: l
     fraction = ds.get("max_bad_fraction")
     if isinstance(fraction, int | float) and not 0 <= fraction <= 1:
         report(f"{base}.max_bad_fraction", f"{fraction} is not a fraction between 0 and 1")
-    policy = ds.get("new_columns")
-    if _set(policy) and policy not in NEW_COLUMN_POLICIES:
-        report(
-            f"{base}.new_columns",
-            f"unknown policy '{policy}'{did_you_mean(str(policy), NEW_COLUMN_POLICIES)}; "
-            f"allowed: {', '.join(NEW_COLUMN_POLICIES)}",
-        )
+    _choice(report, f"{base}.new_columns", ds.get("new_columns"), NEW_COLUMN_POLICIES, "policy")
 
 
 def feature_names(fs: dict[str, Any]) -> list[str]:
@@ -253,12 +251,7 @@ def _check_window(
     spine = fs.get("spine") or {}
     label = _label_name(fs)
     func = win.get("function")
-    if _set(func) and func not in WINDOW_FUNCTIONS:
-        report(
-            f"{base}.function",
-            f"unknown function '{func}'{did_you_mean(str(func), WINDOW_FUNCTIONS)}; "
-            f"allowed: {', '.join(WINDOW_FUNCTIONS)}",
-        )
+    _choice(report, f"{base}.function", func, WINDOW_FUNCTIONS, "function")
     _duration(report, f"{base}.window", win.get("window"))
     _duration(report, f"{base}.lag", win.get("lag"), positive=False)
     if isinstance(win.get("by"), list) and not win["by"]:

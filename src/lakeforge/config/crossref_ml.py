@@ -7,6 +7,7 @@ from typing import Any
 
 from lakeforge.config.crossref import (
     Report,
+    _choice,
     _duration,
     _list,
     _ref,
@@ -30,14 +31,6 @@ def _date(report: Report, key: str, value: Any) -> None:
             parse_date(value)
         except ValueError as exc:
             report(key, str(exc))
-
-
-def _choice(report: Report, key: str, value: Any, allowed: tuple[str, ...] | list[str], what: str) -> None:
-    """Report a value not among ``allowed``."""
-    if _set(value) and value not in allowed:
-        report(
-            key, f"unknown {what} '{value}'{did_you_mean(str(value), allowed)}; allowed: {', '.join(allowed)}"
-        )
 
 
 def check_pipeline(cfg: dict[str, Any], report: Report) -> None:

@@ -360,63 +360,46 @@ def _event_time(datasets: Any, source: str, spine: str, spine_time: str) -> str:
     return str(declared)
 
 
+def _entry(feature: str, kind: str, source: str, sql: str, window: str = "", lag: str = "") -> dict[str, str]:
+    """One row of ``describe``."""
+    return {"feature": feature, "kind": kind, "source": source, "window": window, "lag": lag, "sql": sql}
+
+
 def describe(spec: FeatureSetSpec) -> list[dict[str, str]]:
     """One entry per feature: name, kind, source, window, lag and the Spark SQL it compiles to."""
-    rows = [
-        {"feature": n, "kind": "expression", "source": spec.spine, "window": "", "lag": "", "sql": e}
-        for n, e in spec.expressions
-    ]
+    rows = [_entry(n, "expression", spec.spine, e) for n, e in spec.expressions]
     for w in spec.windows:
-        value = w.column or "1"
         where = f" WHERE {w.filter}" if w.filter else ""
-        time = w.available_at or "event time"
         rows.append(
-            {
-                "feature": w.name,
-                "kind": f"window {w.function}({value}{where}) by {', '.join(w.by)}",
-                "source": f"{w.source} at {time}",
-                "window": f"[t - {_human(w.lag_s + w.window_s)}, t - {_human(w.lag_s)}) strictly before",
-                "lag": _human(w.lag_s),
-                "sql": w.sql(),
-            }
+            _entry(
+                w.name,
+                f"window {w.function}({w.column or '1'}{where}) by {', '.join(w.by)}",
+                f"{w.source} at {w.available_at or 'event time'}",
+                w.sql(),
+                window=f"[t - {_human(w.lag_s + w.window_s)}, t - {_human(w.lag_s)}) strictly before",
+                lag=_human(w.lag_s),
+            )
         )
     for j in spec.asofs:
         age = f", not older than {_human(j.max_age_s)}" if j.max_age_s is not None else ""
         for column, out in zip(j.columns, j.outputs, strict=True):
             rows.append(
-                {
-                    "feature": out,
-                    "kind": f"as-of {column} by {', '.join(j.keys)}",
-                    "source": f"{j.dataset} at {j.event_time}",
-                    "window": f"latest at or before t - {_human(j.lag_s)} (inclusive){age}",
-                    "lag": _human(j.lag_s),
-                    "sql": j.sql(),
-                }
+                _entry(
+                    out,
+                    f"as-of {column} by {', '.join(j.keys)}",
+                    f"{j.dataset} at {j.event_time}",
+                    j.sql(),
+                    window=f"latest at or before t - {_human(j.lag_s)} (inclusive){age}",
+                    lag=_human(j.lag_s),
+                )
             )
     for s in spec.statics:
-        for column, out in zip(s.columns, s.outputs, strict=True):
-            rows.append(
-                {
-                    "feature": out,
-                    "kind": f"static {column} by {', '.join(s.keys)} (missing: {s.on_missing})",
-                    "source": s.dataset,
-                    "window": "",
-                    "lag": "",
-                    "sql": f"LEFT JOIN raw.{s.dataset} USING ({', '.join(s.keys)})",
-                }
-            )
+        kind = f"by {', '.join(s.keys)} (missing: {s.on_missing})"
+        sql = f"LEFT JOIN raw.{s.dataset} USING ({', '.join(s.keys)})"
+        rows += [_entry(out, f"static {c} {kind}", s.dataset, sql) for c, out in zip(s.columns, s.outputs, strict=True)]
     for t in spec.transforms:
-        for out in t.outputs:
-            rows.append(
-                {
-                    "feature": out,
-                    "kind": f"transform {t.name}({', '.join(t.inputs)})",
-                    "source": "features/",
-                    "window": "",
-                    "lag": "",
-                    "sql": "(python)",
-                }
-            )
+        kind = f"transform {t.name}({', '.join(t.inputs)})"
+        rows += [_entry(out, kind, "features/", "(python)") for out in t.outputs]
     return rows
 
 
