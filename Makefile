@@ -69,8 +69,8 @@ demo: setup
 		round(avg(CASE WHEN arr_delay > 15 THEN 1 ELSE 0 END), 3) AS share_late FROM raw.flights GROUP BY origin ORDER BY origin"
 	$(BIN)/lakeforge sql "SELECT _failed_checks AS failed_checks, count(*) AS rows FROM quarantine.flights \
 		GROUP BY ALL ORDER BY rows DESC LIMIT 5"
-	$(BIN)/lakeforge sql "SELECT carrier, count(*) AS flights, round(avg(carrier_dep_delay_7d), 1) AS dep_delay_7d, \
-		round(avg(wx_visib), 2) AS visibility, round(avg(plane_year), 0) AS plane_year FROM features.flight_delay \
+	$(BIN)/lakeforge sql "SELECT carrier, count(*) AS flights, round(avg(carrier_delay_rate_7d), 3) AS delay_rate_7d, \
+		round(avg(wx_visib), 2) AS visibility, round(avg(plane_age), 1) AS plane_age FROM features.flight_delay \
 		GROUP BY carrier ORDER BY flights DESC LIMIT 5"
 
 data: setup

@@ -33,3 +33,27 @@ def cyclic_hour(df: DataFrame, inputs: list[str], outputs: list[str], **params: 
     angle = F.col(inputs[0]).cast("double") * (2 * math.pi / 24)
     return df.withColumn(outputs[0], F.sin(angle)).withColumn(outputs[1], F.cos(angle))
 
+
+@transform("age_in_years")
+def age_in_years(df: DataFrame, inputs: list[str], outputs: list[str], **params: Any) -> DataFrame:
+    """Years between a build year (``inputs[0]``) and the event's year (``inputs[1]``, a timestamp).
+
+    E.g. a plane's age at departure; a null or future build year gives null. ``timezone`` (an
+    IANA name, default UTC) is the zone whose calendar year the event falls in.
+    """
+    from pyspark.sql import functions as F  # noqa: N812
+
+    if len(inputs) != 2 or len(outputs) != 1:
+        raise FeatureError(
+            f"age_in_years takes 2 inputs (build year, event time) and gives 1 output; "
+            f"got inputs {inputs}, outputs {outputs}"
+        )
+    unknown = sorted(set(params) - {"timezone"})
+    if unknown:
+        raise FeatureError(f"age_in_years: unknown param(s) {', '.join(unknown)}; allowed: timezone")
+    when = F.col(inputs[1])
+    timezone = str(params.get("timezone") or "UTC")
+    if timezone != "UTC":
+        when = F.from_utc_timestamp(when, timezone)  # the session time zone is UTC
+    age = F.year(when) - F.col(inputs[0])
+    return df.withColumn(outputs[0], F.when(age >= 0, age))

@@ -124,11 +124,11 @@ def test_register_schemas_is_idempotent() -> None:
     assert load_config(conf_dir=CONF_DIR).pipeline.name == "flight_delay"
 
 
-def test_several_problems_are_all_reported(conf_copy: Path) -> None:
-    edit(conf_copy, "schedule/daily_score.yaml", '"0 6 * * *"', '"0 6 * *"')
-    edit(conf_copy, "model/flight_delay.yaml", "  - distance_km", "  - dep_hour")
+def test_several_problems_are_all_reported(fixture_conf: Path) -> None:
+    edit(fixture_conf, "schedule/daily_score.yaml", '"0 6 * * *"', '"0 6 * *"')
+    edit(fixture_conf, "model/flight_delay.yaml", "  - distance_km", "  - dep_hour")
     with pytest.raises(ConfigErrors, match=r"2 config problem\(s\)") as info:
-        load_config(conf_dir=conf_copy)
+        load_config(conf_dir=fixture_conf)
     assert {p.file for p in info.value.problems} == {
         "conf/schedule/daily_score.yaml",
         "conf/model/flight_delay.yaml",
@@ -138,9 +138,7 @@ def test_several_problems_are_all_reported(conf_copy: Path) -> None:
 def test_check_all_covers_every_pipeline(conf_copy: Path) -> None:
     second = conf_copy / "pipeline" / "flight_delay_v2.yaml"
     second.write_text(
-        (conf_copy / "pipeline" / "flight_delay.yaml")
-        .read_text()
-        .replace("  model: flight_delay", "  model: nope")
+        (conf_copy / "pipeline" / "flight_delay.yaml").read_text().replace("  model: flight_delay", "  model: nope")
     )
     names, problems = check_all(conf_dir=conf_copy)
     assert names == ["flight_delay", "flight_delay_v2"]

@@ -1,4 +1,9 @@
-"""Feature-set config checks: every message names the file and key and says what is allowed."""
+"""Feature-set config checks: every message names the file and key and says what is allowed.
+
+The broken declarations are edits of the frozen fixture feature set, model and transforms
+(``fixtures/project``, laid over a copy of the shipped conf/ by ``fixture_conf``), never of the
+shipped demo files.
+"""
 # ruff: noqa: E501
 
 from __future__ import annotations
@@ -13,9 +18,7 @@ import pytest
 from lakeforge.config import check_all, load_config
 from lakeforge.errors import ConfigError
 
-from .conftest import FEATURES_DIR, edit
-
-CONF_DIR = FEATURES_DIR.parent / "conf"
+from .conftest import FIXTURE_ROOT, edit
 
 F, M = "features/flight_delay.yaml", "model/flight_delay.yaml"
 CF, CM = "conf/features/flight_delay.yaml: ", "conf/model/flight_delay.yaml: "
@@ -23,14 +26,14 @@ LABEL = "'is_delayed' is the label of feature set 'flight_delay'; a label is nev
 LAST_WINDOW = "  - {name: route_flights_7d, function: count, window: 7d, by: [origin, dest]}\n"
 _DEF_LINE = next(
     n
-    for n, line in enumerate((FEATURES_DIR / "flight_delay_transforms.py").read_text().splitlines(), 1)
+    for n, line in enumerate((FIXTURE_ROOT / "features" / "flight_delay_transforms.py").read_text().splitlines(), 1)
     if line.startswith("def cyclic_hour(")
 )
 KNOWN = f"known transforms: cyclic_hour (features/flight_delay_transforms.py:{_DEF_LINE})"
 
 
 def _window(spec: str) -> tuple[str, str, str]:
-    """(file, old, new) adding a fifth window (``features.windows[4]``) after the shipped ones."""
+    """(file, old, new) adding a fifth window (``features.windows[4]``) after the fixture's four."""
     return F, LAST_WINDOW, f"{LAST_WINDOW}  - {{{spec}}}\n"
 
 
@@ -119,7 +122,9 @@ CASES: dict[str, Case] = {
         ),
     ),
     "window by not in the source": Case(
-        *_window("name: origin_temp_1d, function: avg, column: temp, window: 1d, by: [origin, carrier], source: weather"),
+        *_window(
+            "name: origin_temp_1d, function: avg, column: temp, window: 1d, by: [origin, carrier], source: weather"
+        ),
         (f"{CF}features.windows[4].by[1]: 'carrier' is not a column of dataset 'weather'",),
     ),
     "window source without event time": Case(
@@ -200,10 +205,10 @@ CASES: dict[str, Case] = {
 
 
 @pytest.mark.parametrize("case", list(CASES.values()), ids=list(CASES))
-def test_bad_feature_config_is_reported(case: Case, conf_copy: Path) -> None:
-    edit(conf_copy, case.file, case.old, case.new)
+def test_bad_feature_config_is_reported(case: Case, fixture_conf: Path) -> None:
+    edit(fixture_conf, case.file, case.old, case.new)
     with pytest.raises(ConfigError, match=re.escape(case.expected[0])) as info:
-        load_config([], conf_dir=conf_copy)
+        load_config([], conf_dir=fixture_conf)
     message = str(info.value)
     for part in case.expected:
         assert part in message
@@ -223,9 +228,9 @@ def test_bad_feature_config_is_reported(case: Case, conf_copy: Path) -> None:
     ],
     ids=["on_missing drop", "on_missing fail", "timezone", "as-of lag and max_age", "as-of no max_age"],
 )
-def test_valid_feature_config_composes(conf_copy: Path, old: str, new: str) -> None:
-    edit(conf_copy, F, old, new)
-    cfg = load_config([], conf_dir=conf_copy)
+def test_valid_feature_config_composes(fixture_conf: Path, old: str, new: str) -> None:
+    edit(fixture_conf, F, old, new)
+    cfg = load_config([], conf_dir=fixture_conf)
     assert cfg.features.name == "flight_delay"
 
 
@@ -238,15 +243,30 @@ def test_valid_feature_config_composes(conf_copy: Path, old: str, new: str) -> N
     ],
     ids=["other source, shared by", "no event time but available_at", "available_at SQL word"],
 )
-def test_valid_windows_compose(conf_copy: Path, spec: str) -> None:
-    edit(conf_copy, *_window(spec))
-    cfg = load_config([], conf_dir=conf_copy)
-    shipped = load_config([], conf_dir=CONF_DIR).features.windows
-    assert len(cfg.features.windows) == len(shipped) + 1
+def test_valid_windows_compose(fixture_conf: Path, spec: str) -> None:
+    edit(fixture_conf, *_window(spec))
+    cfg = load_config([], conf_dir=fixture_conf)
+    assert len(cfg.features.windows) == 5
 
 
-def test_shipped_defaults(conf_copy: Path) -> None:
-    cfg = load_config([], conf_dir=conf_copy)
+def test_fixture_has_no_problems(fixture_conf: Path) -> None:
+    """The fixture, unedited, composes cleanly: every problem a case expects comes from its edit."""
+    names, problems = check_all([], fixture_conf)
+    assert names == ["flight_delay"]
+    assert [str(p) for p in problems] == []
+    cfg = load_config([], conf_dir=fixture_conf)
+    assert cfg.features.description.endswith("(test fixture)")
+    assert [w.name for w in cfg.features.windows] == [
+        "carrier_dep_delay_7d",
+        "origin_dep_delay_3h",
+        "carrier_delayed_flights_30d",
+        "route_flights_7d",
+    ]
+
+
+def test_schema_defaults(fixture_conf: Path) -> None:
+    """What a feature set gets for the keys it leaves out."""
+    cfg = load_config([], conf_dir=fixture_conf)
     assert cfg.features.timezone == "UTC"
     assert cfg.features.asof_joins[0].max_age == "3h"
     assert cfg.features.asof_joins[0].lag is None
@@ -254,51 +274,56 @@ def test_shipped_defaults(conf_copy: Path) -> None:
     assert cfg.features.windows[0].available_at is None
 
 
-def test_transform_file_with_syntax_error(conf_copy: Path) -> None:
-    (conf_copy.parent / "features" / "broken.py").write_text(
+def test_transform_file_with_syntax_error(fixture_conf: Path) -> None:
+    (fixture_conf.parent / "features" / "broken.py").write_text(
         'from lakeforge.features.registry import transform\n\n\n@transform("x")\ndef x(df:\n'
     )
     with pytest.raises(ConfigError) as info:
-        load_config([], conf_dir=conf_copy)
+        load_config([], conf_dir=fixture_conf)
     message = str(info.value)
     assert f"{CF}features.transforms: features/broken.py: line 5" in message
     assert "invalid Python syntax: '(' was never closed" in message
 
 
-def test_transform_in_another_file_is_known(conf_copy: Path) -> None:
-    (conf_copy.parent / "features" / "more.py").write_text(
+def test_transform_in_another_file_is_known(fixture_conf: Path) -> None:
+    (fixture_conf.parent / "features" / "more.py").write_text(
         "import lakeforge.features\n\n\n@lakeforge.features.transform('hour_bucket')\ndef hb(df, inputs, outputs):\n    return df\n"
     )
-    edit(conf_copy, F, "name: cyclic_hour", "name: hour_bucket")
-    load_config([], conf_dir=conf_copy)
-    edit(conf_copy, F, "name: hour_bucket", "name: hour_bukket")
-    with pytest.raises(ConfigError, match=re.escape("known transforms: cyclic_hour (features/flight_delay_transforms.py:")) as info:
-        load_config([], conf_dir=conf_copy)
+    edit(fixture_conf, F, "name: cyclic_hour", "name: hour_bucket")
+    load_config([], conf_dir=fixture_conf)
+    edit(fixture_conf, F, "name: hour_bucket", "name: hour_bukket")
+    with pytest.raises(
+        ConfigError, match=re.escape("known transforms: cyclic_hour (features/flight_delay_transforms.py:")
+    ) as info:
+        load_config([], conf_dir=fixture_conf)
     assert "hour_bucket (features/more.py:5)" in str(info.value)
 
 
-def test_no_transforms_declared(conf_copy: Path) -> None:
-    (conf_copy.parent / "features" / "flight_delay_transforms.py").unlink()
+def test_no_transforms_declared(fixture_conf: Path) -> None:
+    (fixture_conf.parent / "features" / "flight_delay_transforms.py").unlink()
     with pytest.raises(ConfigError) as info:
-        load_config([], conf_dir=conf_copy)
+        load_config([], conf_dir=fixture_conf)
     assert (
         f"{CF}features.transforms[0].name: unknown transform 'cyclic_hour'; known transforms: none "
-        "(declare one in features/*.py with @transform(\"name\"))"
+        '(declare one in features/*.py with @transform("name"))'
     ) in str(info.value)
 
 
-def test_without_features_folder_names_are_not_checked(conf_copy: Path) -> None:
+def test_without_features_folder_names_are_not_checked(fixture_conf: Path) -> None:
     """A conf/ copied alone (no features/ next to it) still composes: there is nothing to check against."""
-    shutil.rmtree(conf_copy.parent / "features")
-    edit(conf_copy, F, "name: cyclic_hour", "name: cyclic_hourz")
-    assert load_config([], conf_dir=conf_copy).features.transforms[0].name == "cyclic_hourz"
+    shutil.rmtree(fixture_conf.parent / "features")
+    edit(fixture_conf, F, "name: cyclic_hour", "name: cyclic_hourz")
+    assert load_config([], conf_dir=fixture_conf).features.transforms[0].name == "cyclic_hourz"
 
 
-def test_check_all_reports_unknown_transform_and_label(conf_copy: Path) -> None:
-    edit(conf_copy, F, "name: cyclic_hour", "name: cyclic_hourz")
-    edit(conf_copy, M, "  - distance_km", "  - is_delayed")
-    _, problems = check_all([], conf_copy)
+def test_check_all_reports_unknown_transform_and_label(fixture_conf: Path) -> None:
+    edit(fixture_conf, F, "name: cyclic_hour", "name: cyclic_hourz")
+    edit(fixture_conf, M, "  - distance_km", "  - is_delayed")
+    _, problems = check_all([], fixture_conf)
     texts = [str(p) for p in problems]
-    assert f"{CF}features.transforms[0].name: unknown transform 'cyclic_hourz' (did you mean 'cyclic_hour'?); {KNOWN}" in texts
+    assert (
+        f"{CF}features.transforms[0].name: unknown transform 'cyclic_hourz' (did you mean 'cyclic_hour'?); {KNOWN}"
+        in texts
+    )
     assert f"{CM}model.features[3]: {LABEL}" in texts
     assert all(p.file and p.key for p in problems)

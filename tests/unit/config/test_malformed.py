@@ -1,4 +1,8 @@
-"""Malformed configs: every message names the file (or override) and key, says what is allowed."""
+"""Malformed configs: every message names the file (or override) and key, says what is allowed.
+
+The feature-set and model cases edit the frozen fixture (``fixtures/project``, via ``fixture_conf``),
+not the shipped demo files; the other groups are the shipped ones.
+"""
 # ruff: noqa: E501
 
 from __future__ import annotations
@@ -153,27 +157,21 @@ CASES: dict[str, Case] = {
         "by: [origin, dest]",
         "by: [origin, dst]",
         (),
-        (
-            f"{CF}features.windows[3].by[1]: 'dst' is not a column of dataset 'flights' (did you mean 'dest'?)",
-        ),
+        (f"{CF}features.windows[3].by[1]: 'dst' is not a column of dataset 'flights' (did you mean 'dest'?)",),
     ),
     "unknown join column": Case(
         F,
         "columns: [temp, wind_speed",
         "columns: [tmp, wind_speed",
         (),
-        (
-            f"{CF}features.asof_joins[0].columns[0]: 'tmp' is not a column of dataset 'weather' (did you mean 'temp'?)",
-        ),
+        (f"{CF}features.asof_joins[0].columns[0]: 'tmp' is not a column of dataset 'weather' (did you mean 'temp'?)",),
     ),
     "unknown entity key": Case(
         F,
         "entity: [carrier, flight, origin]",
         "entity: [carrier, flight_no, origin]",
         (),
-        (
-            f"{CF}features.entity[1]: 'flight_no' is not a column of spine dataset 'flights' (did you mean 'flight'?)",
-        ),
+        (f"{CF}features.entity[1]: 'flight_no' is not a column of spine dataset 'flights' (did you mean 'flight'?)",),
     ),
     "unknown model feature": Case(
         M,
@@ -276,9 +274,7 @@ CASES: dict[str, Case] = {
         "validation: {start: -60d",
         "validation: {start: -90d",
         (),
-        (
-            f"{CM}model.splits.validation.start: validation window starts at -90d, before the train window ends",
-        ),
+        (f"{CM}model.splits.validation.start: validation window starts at -90d, before the train window ends",),
     ),
     "split start after end": Case(
         M,
@@ -299,9 +295,7 @@ CASES: dict[str, Case] = {
         "format: csv",
         "format: xls",
         (),
-        (
-            f"{CD}dataset.flights.source.format: unknown format 'xls'; allowed: csv, parquet, json, jdbc, delta",
-        ),
+        (f"{CD}dataset.flights.source.format: unknown format 'xls'; allowed: csv, parquet, json, jdbc, delta",),
     ),
     "unknown column type": Case(
         D,
@@ -355,9 +349,7 @@ CASES: dict[str, Case] = {
         ("model.params.num_leaves=63=",),
         ("override 'model.params.num_leaves=63=': cannot parse override", "write key=value"),
     ),
-    "override without value": Case(
-        None, "", "", ("model.seed",), ("override 'model.seed': cannot parse override",)
-    ),
+    "override without value": Case(None, "", "", ("model.seed",), ("override 'model.seed': cannot parse override",)),
     "unknown override key": Case(
         None,
         "",
@@ -400,12 +392,12 @@ CASES: dict[str, Case] = {
 
 
 @pytest.mark.parametrize("case", list(CASES.values()), ids=list(CASES))
-def test_malformed_config_is_reported(case: Case, conf_copy: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_malformed_config_is_reported(case: Case, fixture_conf: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("LAKEFORGE_TEST_UNSET_VAR", raising=False)
     if case.file:
-        edit(conf_copy, case.file, case.old, case.new)
+        edit(fixture_conf, case.file, case.old, case.new)
     with pytest.raises(ConfigError, match=re.escape(case.expected[0])) as info:
-        load_config(list(case.overrides), conf_dir=conf_copy)
+        load_config(list(case.overrides), conf_dir=fixture_conf)
     message = str(info.value)
     for part in case.expected:
         assert part in message
@@ -426,14 +418,12 @@ CHECK_ALL_CASES = [
 
 
 @pytest.mark.parametrize("name", CHECK_ALL_CASES)
-def test_check_all_reports_without_raising(
-    name: str, conf_copy: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_check_all_reports_without_raising(name: str, fixture_conf: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     case = CASES[name]
     monkeypatch.delenv("LAKEFORGE_TEST_UNSET_VAR", raising=False)
     if case.file:
-        edit(conf_copy, case.file, case.old, case.new)
-    _, problems = check_all(list(case.overrides), conf_copy)
+        edit(fixture_conf, case.file, case.old, case.new)
+    _, problems = check_all(list(case.overrides), fixture_conf)
     assert problems
     assert any(case.expected[0] in str(p) for p in problems)
     for problem in problems:

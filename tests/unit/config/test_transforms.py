@@ -7,11 +7,12 @@ from pathlib import Path
 from textwrap import dedent
 
 import pytest
+import yaml
 
 from lakeforge.config.transforms import declared_transforms, scan_transforms
 from lakeforge.errors import ConfigError, ConfigErrors
 
-from .conftest import REPO_ROOT
+from .conftest import FIXTURE_ROOT, REPO_ROOT
 
 
 def _write(root: Path, name: str, text: str) -> None:
@@ -20,7 +21,7 @@ def _write(root: Path, name: str, text: str) -> None:
     (folder / name).write_text(dedent(text).lstrip("\n"))
 
 
-FORMS = '''
+FORMS = """
 import functools
 
 import lakeforge
@@ -64,7 +65,7 @@ def outer():
         return df
 
     return nested
-'''
+"""
 
 
 def test_decorator_forms(tmp_path: Path) -> None:
@@ -84,7 +85,7 @@ def test_imported_alias_counts_other_decorators_do_not(tmp_path: Path) -> None:
     _write(
         tmp_path,
         "aliases.py",
-        '''
+        """
         import functools
         from lakeforge.features.registry import transform as register
         from elsewhere import transformer, route
@@ -105,19 +106,19 @@ def test_imported_alias_counts_other_decorators_do_not(tmp_path: Path) -> None:
 
         def undecorated(df):
             return transform("called_not_decorating")
-        ''',
+        """,
     )
     _write(
         tmp_path,
         "foreign.py",
-        '''
+        """
         from somewhere import register
 
 
         @register("foreign")
         def foreign(df):
             return df
-        ''',
+        """,
     )
     assert declared_transforms(tmp_path) == {"aliased": "features/aliases.py:7"}
 
@@ -138,7 +139,7 @@ def test_files_are_not_imported(tmp_path: Path) -> None:
     _write(
         tmp_path,
         "side_effects.py",
-        '''
+        """
         import no_such_module_anywhere
         raise SystemExit("imported!")
 
@@ -146,7 +147,7 @@ def test_files_are_not_imported(tmp_path: Path) -> None:
         @transform("still_found")
         def still_found(df, inputs, outputs):
             return df
-        ''',
+        """,
     )
     assert declared_transforms(tmp_path) == {"still_found": "features/side_effects.py:6"}
     assert "side_effects" not in sys.modules
@@ -170,7 +171,7 @@ def test_name_must_be_a_literal(tmp_path: Path) -> None:
     _write(
         tmp_path,
         "dynamic.py",
-        '''
+        """
         NAME = "x"
 
 
@@ -182,7 +183,7 @@ def test_name_must_be_a_literal(tmp_path: Path) -> None:
         @transform
         def bare(df, inputs, outputs):
             return df
-        ''',
+        """,
     )
     with pytest.raises(ConfigErrors) as info:
         declared_transforms(tmp_path)
@@ -206,7 +207,19 @@ def test_duplicate_name(tmp_path: Path) -> None:
     )
 
 
-def test_repo_features_declare_cyclic_hour() -> None:
-    found = declared_transforms(REPO_ROOT)
-    assert set(found) == {"cyclic_hour"}
-    assert found["cyclic_hour"].startswith("features/flight_delay_transforms.py:")
+def test_fixture_features_declare_cyclic_hour() -> None:
+    """The frozen fixture project the feature-config tests use declares exactly one transform."""
+    assert declared_transforms(FIXTURE_ROOT) == {"cyclic_hour": "features/flight_delay_transforms.py:14"}
+
+
+def test_repo_features_declare_every_transform_the_shipped_feature_sets_use() -> None:
+    """The shipped features/ parse cleanly and declare each transform named in conf/features/*.yaml."""
+    scan = scan_transforms(REPO_ROOT)
+    assert [str(p) for p in scan.problems] == []
+    used = {
+        str(t["name"])
+        for path in sorted((REPO_ROOT / "conf" / "features").glob("*.yaml"))
+        for t in (yaml.safe_load(path.read_text()) or {}).get("transforms") or []
+    }
+    assert used <= set(scan.declared), f"not declared in features/*.py: {sorted(used - set(scan.declared))}"
+    assert all(where.startswith("features/") and ".py:" in where for where in scan.declared.values())
