@@ -113,9 +113,19 @@ def test_features_show_prints_the_compiled_plan_without_a_jvm() -> None:
     out = proc.stdout
     assert "strictly before t - lag" in out and "inclusive, as Feast" in out
     assert "carrier_dep_delay_7d: window avg(dep_delay) by carrier" in out
-    assert "RANGE BETWEEN UNBOUNDED PRECEDING AND 86400000001 PRECEDING" in out  # running total to t - 1d
+    # Delay windows see a flight only once it has left (departure delays) or landed (delay rates).
+    at = "source: flights at time_hour + make_dt_interval(0, 0, CAST(minute + dep_delay{} AS INT), 0)"
+    departed, landed = at.format(""), at.format(" + air_time + 120")
+    assert f"origin_dep_delay_3h: window avg(dep_delay) by origin\n  {departed}\n" in out
+    assert f"carrier_delay_rate_7d: window avg(CAST(arr_delay > 15 AS DOUBLE)) by carrier\n  {landed}\n" in out
+    assert f"route_delay_rate_30d: window avg(CAST(arr_delay > 15 AS DOUBLE)) by origin, dest\n  {landed}\n" in out
+    assert "plane_age: transform age_in_years(plane_year, time_hour)" in out
+    # The Spark SQL selecting the source rows (a null available_at never counts), then the range.
+    assert "AS _t, dep_delay AS _v FROM raw.flights WHERE (time_hour + make_dt_interval(" in out
+    ranged = "carrier_delayed_flights_30d = count(_v) of the rows with the same `carrier` and _t in [t - 31d, t - 1d)"
+    assert ranged in out
     assert "wx_temp: as-of temp by origin" in out and "not older than 3h" in out
-    assert "label is_delayed" in out and "never in the feature table" in out
+    assert "label is_delayed = CAST(arr_delay > 15 AS INT)" in out and "never in the feature table" in out
 
 
 def test_features_show_unknown_set_names_the_composed_one() -> None:

@@ -212,3 +212,20 @@ def test_training_and_scoring_compute_identical_features(spark: Any, boundary_ta
         map(tuple, wide.where("event_date = DATE'2024-01-02'").select(*one_day.columns).collect())
     )
     assert one_day.count() == 5
+
+
+def test_timestamp_ntz_times_give_the_same_features(spark: Any, boundary_tables: dict[str, Any]) -> None:
+    """Parquet written by pandas/pyarrow reads as TIMESTAMP_NTZ; the times are taken as UTC instants."""
+    from pyspark.sql import functions as F  # noqa: N812
+
+    ntz = {
+        "ev": boundary_tables["ev"].withColumn("t", F.col("t").cast("timestamp_ntz")),
+        "src": boundary_tables["src"].withColumn("s", F.col("s").cast("timestamp_ntz")),
+    }
+    day = date(2024, 1, 2)
+    want = compute_features(spark, _boundary_spec(), boundary_tables.__getitem__, day, day)
+    got = compute_features(spark, _boundary_spec(), ntz.__getitem__, day, day)
+    columns = ["id", "n_2h", "sum_2h", "wx_w", "event_date"]
+    assert sorted(tuple(r) for r in got.select(columns).collect()) == sorted(
+        tuple(r) for r in want.select(columns).collect()
+    )

@@ -19,24 +19,11 @@ from typing import Any
 
 from lakeforge.config.values import parse_duration, parse_positive_duration
 from lakeforge.errors import FeatureError
+from lakeforge.features.kernel import TIME
 
 MICROS = 1_000_000
-# Internal columns of the compiled plan.
-TIME = "_t"  # a row's time: the spine's event time, or the source row's time
-TIME_US = "_t_us"
-SPINE = "_spine"  # true on the rows features are computed for
-BLOCK = "_block"  # which source block a row belongs to (0: the spine dataset)
-
-AGGREGATES = {
-    "count": "count",
-    "sum": "sum",
-    "avg": "avg",
-    "mean": "avg",
-    "min": "min",
-    "max": "max",
-    "stddev": "stddev_samp",
-    "count_distinct": "count_distinct",
-}
+# Window functions (``mean`` is ``avg``); lakeforge.features.kernel computes them.
+FUNCTIONS = ("count", "sum", "avg", "mean", "min", "max", "stddev", "count_distinct")
 
 
 @dataclass(frozen=True)
@@ -53,6 +40,7 @@ class WindowSpec:
     source: str
     filter: str | None
     available_at: str | None
+    time: str = ""  # the source rows' time expression (event time, or available_at)
     block: int = 0
 
     @property
@@ -65,61 +53,19 @@ class WindowSpec:
         """Internal column: the value aggregated."""
         return f"_w{self.index}_v"
 
-    def _over(self, upper_s: int, lower_s: int | None) -> str:
-        """``OVER (…)`` for source rows in ``[t - lower_s, t - upper_s)`` (lower None: all history)."""
-        keys = ", ".join(_quote(b) for b in self.by)
-        lower = "UNBOUNDED" if lower_s is None else str(lower_s * MICROS)
-        # RANGE on microseconds: ``upper*1e6 + 1 PRECEDING`` is the last row strictly before t - upper.
-        return (
-            f"OVER (PARTITION BY {keys} ORDER BY {TIME_US} "
-            f"RANGE BETWEEN {lower} PRECEDING AND {upper_s * MICROS + 1} PRECEDING)"
-        )
-
-    @property
-    def incremental(self) -> bool:
-        """count, sum and avg are differences of two running totals: O(rows), whatever the window."""
-        return self.function in ("count", "sum", "avg", "mean")
-
-    def parts(self) -> dict[str, str]:
-        """Internal columns (Spark SQL window expressions) this feature is computed from.
-
-        Running totals up to ``t - lag`` and up to ``t - lag - window`` (both strict) for count,
-        sum and avg; one sliding frame for min, max, stddev and count_distinct, whose cost grows
-        with the rows inside the window.
-        """
-        picked = f"CASE WHEN {self.ok} THEN {self.value} END"
-        if self.incremental:
-            near, far = self.lag_s, self.lag_s + self.window_s
-            parts = {
-                f"_w{self.index}_n_hi": f"count({picked}) {self._over(near, None)}",
-                f"_w{self.index}_n_lo": f"count({picked}) {self._over(far, None)}",
-            }
-            if self.function != "count":
-                parts[f"_w{self.index}_s_hi"] = f"sum({picked}) {self._over(near, None)}"
-                parts[f"_w{self.index}_s_lo"] = f"sum({picked}) {self._over(far, None)}"
-            return parts
-        over = self._over(self.lag_s, self.lag_s + self.window_s)
-        if self.function == "count_distinct":
-            return {f"_w{self.index}_x": f"size(collect_set({picked}) {over})"}
-        return {f"_w{self.index}_x": f"{AGGREGATES[self.function]}({picked}) {over}"}
-
-    def final(self) -> str:
-        """The feature from its parts (Spark SQL over the internal columns)."""
-        i = self.index
-        if not self.incremental:
-            return f"_w{i}_x"
-        n = f"(_w{i}_n_hi - _w{i}_n_lo)"
-        if self.function == "count":
-            return n
-        total = f"(_w{i}_s_hi - coalesce(_w{i}_s_lo, 0))"
-        if self.function == "sum":
-            return f"CASE WHEN {n} > 0 THEN {total} END"
-        return f"CASE WHEN {n} > 0 THEN CAST({total} AS DOUBLE) / {n} END"
-
     def sql(self) -> str:
-        """The Spark SQL this feature compiles to: its parts, then the final expression."""
-        parts = "; ".join(f"{k} = {v}" for k, v in self.parts().items())
-        return f"{parts}; {self.name} = {self.final()}"
+        """The Spark SQL selecting the rows and values this window aggregates, then what the kernel does."""
+        keys = ", ".join(_quote(b) for b in self.by)
+        value = self.column or "1"
+        not_null = [f"({self.time})", *[_quote(b) for b in self.by], *([f"({value})"] if self.column else [])]
+        where = " AND ".join(f"{c} IS NOT NULL" for c in dict.fromkeys(not_null))
+        if self.filter:
+            where += f" AND ({self.filter})"
+        return (
+            f"SELECT {keys}, {self.time} AS {TIME}, {value} AS _v FROM raw.{self.source} WHERE {where}; "
+            f"{self.name} = {self.function}(_v) of the rows with the same {keys} and "
+            f"{TIME} in [t - {_human(self.lag_s + self.window_s)}, t - {_human(self.lag_s)})"
+        )
 
 
 @dataclass(frozen=True)
@@ -136,28 +82,20 @@ class AsOfSpec:
     prefix: str
     block: int = 0
 
-    @property
-    def picked(self) -> str:
-        """Internal column: the chosen source row as a struct (time, columns…)."""
-        return f"_a{self.index}_row"
-
     def column(self, name: str) -> str:
         """Internal column holding a source column on this join's block rows."""
         return f"_a{self.index}_{name}"
 
-    @property
-    def order_time(self) -> str:
-        """Internal column: the source row's time shifted by the lag (spine rows: their time)."""
-        return f"_a{self.index}_ord"
-
     def sql(self) -> str:
-        """The Spark SQL window expression picking the row (over the unified rows)."""
-        fields = ", ".join([f"{TIME} AS t", *[f"{self.column(c)} AS {_quote(c)}" for c in self.columns]])
-        ties = ", ".join(self.column(c) for c in self.columns)
+        """The Spark SQL selecting the source rows, then the row the kernel picks for an event at t."""
+        keys = ", ".join(_quote(k) for k in self.keys)
+        columns = ", ".join(_quote(c) for c in self.columns)
+        age = f" and {TIME} >= t - {_human(self.lag_s + self.max_age_s)}" if self.max_age_s is not None else ""
         return (
-            f"last(CASE WHEN {BLOCK} = {self.block} THEN struct({fields}) END, true) OVER ("
-            f"PARTITION BY {', '.join(_quote(k) for k in self.keys)} "
-            f"ORDER BY {self.order_time}, {SPINE}, {ties} ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)"
+            f"SELECT {keys}, {_quote(self.event_time)} AS {TIME}, {columns} FROM raw.{self.dataset} "
+            f"WHERE {' AND '.join(f'{_quote(k)} IS NOT NULL' for k in (*self.keys, self.event_time))}; "
+            f"the row with the same {keys} and the greatest {TIME} <= t - {_human(self.lag_s)}{age} "
+            f"(ties: the greatest ({columns}), nulls lowest)"
         )
 
     @property
@@ -230,14 +168,14 @@ class FeatureSetSpec:
             names += transform.outputs
         return names
 
-    def lookback_s(self) -> int | None:
-        """How far before a date the sources must be read; None: all history (an as-of without max_age)."""
-        spans = [w.window_s + w.lag_s for w in self.windows]
-        for join in self.asofs:
-            if join.max_age_s is None:
-                return None
-            spans.append(join.max_age_s + join.lag_s)
-        return max(spans, default=0)
+    def stages(self) -> list[tuple[tuple[str, ...], list[WindowSpec], list[AsOfSpec]]]:
+        """Windows and as-of joins grouped by key set, in declaration order: one shuffle and sort each."""
+        stages: dict[tuple[str, ...], tuple[list[WindowSpec], list[AsOfSpec]]] = {}
+        for w in self.windows:
+            stages.setdefault(w.by, ([], []))[0].append(w)
+        for j in self.asofs:
+            stages.setdefault(j.keys, ([], []))[1].append(j)
+        return [(keys, windows, asofs) for keys, (windows, asofs) in stages.items()]
 
 
 def _quote(name: str) -> str:
@@ -278,8 +216,9 @@ def feature_set_spec(fs: Any, datasets: Any = None) -> FeatureSetSpec:
         source = str(w.get("source") or spine)
         time_expr = str(w.get("available_at") or _event_time(datasets, source, spine, event_time))
         function = str(w.function)
-        if function not in AGGREGATES:
+        if function not in FUNCTIONS:
             raise FeatureError(f"features.windows[{i}].function: unknown function '{function}'")
+        function = "avg" if function == "mean" else function
         windows.append(
             WindowSpec(
                 index=i,
@@ -292,6 +231,7 @@ def feature_set_spec(fs: Any, datasets: Any = None) -> FeatureSetSpec:
                 source=source,
                 filter=str(w.filter) if w.get("filter") else None,
                 available_at=str(w.available_at) if w.get("available_at") else None,
+                time=time_expr,
                 block=block_of(source, time_expr),
             )
         )
