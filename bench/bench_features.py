@@ -21,6 +21,9 @@ fixed at 4g, so the JVM's RSS is bounded by the heap it chooses to commit).
 Where the time goes: the full build, windows only, the as-of join only and a bare scan of both
 files, each computed without writing (Spark's ``noop`` sink), runs alternating.
 
+Floor: Spark reading both inputs and writing a result of the same shape with no feature logic
+(``spark_floor``, timed in the same alternation): what any Spark plan of this build costs at least.
+
 Target: lakeforge time / DuckDB time <= 2.0, and the driver's peak RSS at 2N within 1.25x of N.
 """
 
@@ -270,6 +273,27 @@ def run_probe(workload: Workload) -> dict[str, Any]:
     return json.loads(lines[-1].removeprefix(_PROBE_MARK))
 
 
+def floor_frame(spark: Any, tables: Callable[[str], Any]) -> Any:
+    """Both inputs read in full and one output row per event with the result's columns, no feature logic.
+
+    The readings are counted into the plan through a cross join with their row count (a 1-row
+    aggregate), so Spark must scan them as a build does.
+    """
+    from pyspark.sql import functions as F  # noqa: N812
+
+    readings = tables("readings").agg(F.count(F.col("level")).alias("_n"))
+    events = tables("events").crossJoin(F.broadcast(readings))
+    return events.select(
+        "event_id",
+        "event_ts",
+        F.to_date("event_ts").alias("event_date"),
+        F.col("_n").alias("n_1d"),
+        F.col("amount").alias("amount_mean_7d"),
+        F.col("is_flagged").cast("long").alias("flagged_30d"),
+        F.col("amount").alias("level"),
+    )
+
+
 def plan_summary(frame: Any) -> dict[str, Any]:
     """How many shuffles, sorts and window operators Spark plans for ``frame``, and the plan text."""
     text = io.StringIO()
@@ -303,6 +327,7 @@ def main(quick: bool = False) -> bool:
         doubled = make_workload(root / "2n", events=2 * events)
         out = root / "out"
         lakeforge_out, duckdb_out, copy_out = out / "lakeforge", out / "duckdb.parquet", out / "copy.parquet"
+        floor_out = out / "floor"
 
         # Memory first, each size in a fresh process (a JVM's RSS only grows with what it has run).
         memory = {"n": run_probe(workload), "2n": run_probe(doubled)}
@@ -324,6 +349,9 @@ def main(quick: bool = False) -> bool:
         def reference_copy() -> None:
             duckdb_copy(workload, copy_out)
 
+        def spark_floor() -> None:
+            floor_frame(spark, tables).write.mode("overwrite").parquet(str(floor_out))
+
         def clean() -> None:
             shutil.rmtree(out, ignore_errors=True)
             out.mkdir(parents=True)
@@ -339,7 +367,7 @@ def main(quick: bool = False) -> bool:
         peaks.clear()
 
         timings = time_alternating(
-            {"lakeforge": lakeforge, "duckdb": reference, "duckdb_copy": reference_copy},
+            {"lakeforge": lakeforge, "duckdb": reference, "duckdb_copy": reference_copy, "spark_floor": spark_floor},
             runs=runs,
             warmup=0,  # the agreement check above was the warm-up
             between=clean,
@@ -386,6 +414,12 @@ def main(quick: bool = False) -> bool:
             "ratio": ratio,
             "ratio_vs_arrow_write": ours / arrow_s,
             "ratio_vs_copy": ours / copy_s,
+            "spark_floor_median_s": median(timings["spark_floor"]),
+            "spark_floor_ratio": median(timings["spark_floor"]) / theirs,
+            "spark_floor_note": (
+                "Spark reading both inputs and writing a result of the same shape (1 row per event, "
+                "same columns), no feature logic: the least any Spark plan of this build costs here"
+            ),
             "agreement": {"rel_tol": REL_TOL, "rows_compared": agreement["rows"], **agreement},
             "agreement_copy": copy_agreement,
             "split_noop_median_s": split_medians,
@@ -409,7 +443,8 @@ def main(quick: bool = False) -> bool:
         result = Result(
             name=NAME,
             figure=(
-                f"{events:,} events: lakeforge {ours:.1f} s vs DuckDB {theirs:.1f} s (x{ratio:.2f}); "
+                f"{events:,} events: lakeforge {ours:.1f} s vs DuckDB {theirs:.1f} s (x{ratio:.2f}; "
+                f"Spark's bare read+write x{median(timings['spark_floor']) / theirs:.2f}); "
                 f"driver RSS {_short(events)} {jvm_n / MB:,.0f} MB, {_short(2 * events)} {jvm_2n / MB:,.0f} MB "
                 f"(x{memory_ratio:.2f})"
             ),
