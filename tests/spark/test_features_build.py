@@ -12,11 +12,11 @@ import pytest
 from omegaconf import OmegaConf
 
 from lakeforge.errors import FeatureError
-from lakeforge.features.build import build_features
+from lakeforge.features.build import RawTables, build_features
 from lakeforge.features.compute import LABEL_KNOWN_AT, compute_features
 from lakeforge.features.spec import feature_set_spec
 from lakeforge.lake.catalog import Catalog
-from lakeforge.lake.delta import Lineage, read_table, write_table
+from lakeforge.lake.delta import Lineage, read_table, table_history, write_table
 
 T0 = datetime(2024, 5, 1, 0, 0)
 TRANSFORMS = """
@@ -86,6 +86,20 @@ def test_build_writes_one_partition_per_date_and_statistics(spark: Any, project:
     stats = read_table(spark, catalog, "features.demo__stats").collect()
     assert sorted(s["feature"] for s in stats) == sorted(["hour_of_day", "n_1d", "dim_size", "hour_x3"])
     assert {s["feature_table_version"] for s in stats} == {built.version}
+    # Lineage: the commit names the raw tables and versions it was computed from.
+    assert table_history(catalog, "features.demo", limit=1)[0].lineage["inputs"] == {"raw.ev": 0, "raw.dim": 0}
+    assert table_history(catalog, "features.demo__stats", limit=1)[0].lineage["inputs"] == {
+        "features.demo": built.version
+    }
+
+
+def test_raw_tables_pin_versions_and_record_what_they_read(spark: Any, project: tuple[Path, Catalog]) -> None:
+    _, catalog = project
+    write_table(spark.createDataFrame([(0, 11)], "k int, size int"), catalog, "raw.dim", mode="overwrite")
+    latest, pinned = RawTables(spark, catalog), RawTables(spark, catalog, pinned={"raw.dim": 0})
+    assert latest("dim").collect()[0]["size"] == 11
+    assert pinned("dim").collect()[0]["size"] == 10  # time travel to the pinned version
+    assert (latest.versions, pinned.versions) == ({"raw.dim": 1}, {"raw.dim": 0})
 
 
 def test_rebuilding_a_date_replaces_only_its_partition(spark: Any, project: tuple[Path, Catalog]) -> None:

@@ -4,7 +4,8 @@ the feature statistics of the build (``features.<feature_set>__stats``) for moni
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from lakeforge.features.spec import FeatureSetSpec, feature_set_spec
 from lakeforge.features.stats import feature_stats, write_stats
 from lakeforge.lake.catalog import Catalog
 from lakeforge.lake.delta import Lineage, read_table, write_table
+from lakeforge.lake.delta_common import open_table
 
 log = logging.getLogger(__name__)
 
@@ -33,18 +35,28 @@ class FeatureBuild:
     features: int
 
 
-def raw_tables(spark: Any, catalog: Catalog) -> Any:
-    """Dataset name -> its ``raw.<name>`` table as a Spark DataFrame (a missing one says to ingest)."""
+class RawTables:
+    """Dataset name -> its ``raw.<name>`` table as a Spark DataFrame, at a pinned version or the
+    latest; ``versions`` records each table and version read (the lineage of what is built from them).
+    """
 
-    def read(name: str) -> Any:
+    def __init__(self, spark: Any, catalog: Catalog, pinned: Mapping[str, int] | None = None) -> None:
+        self.spark = spark
+        self.catalog = catalog
+        self.pinned = dict(pinned or {})
+        self.versions: dict[str, int] = {}
+
+    def __call__(self, name: str) -> Any:
         table = f"raw.{name}"
-        if not catalog.exists(table):
+        if not self.catalog.exists(table):
             raise FeatureError(
                 f"table '{table}' does not exist; run `lakeforge run ingest` (or `dvc repro ingest`) first"
             )
-        return read_table(spark, catalog, table)
-
-    return read
+        version = self.versions.get(table, self.pinned.get(table))
+        if version is None:
+            version = int(open_table(self.catalog, self.catalog.require(table)).version())
+        self.versions[table] = version
+        return read_table(self.spark, self.catalog, table, version)
 
 
 def spec_from_config(cfg: Any, name: str | None = None) -> FeatureSetSpec:
@@ -85,9 +97,9 @@ def build_features(
 ) -> FeatureBuild:
     """Compute and write the feature table's partitions for [start, end]; one commit, then the stats."""
     spec = spec_from_config(cfg, name)
-    frame = compute_features(
-        spark, spec, raw_tables(spark, catalog), start, end, project_root=Path(str(cfg.project_root))
-    )
+    tables = RawTables(spark, catalog)
+    frame = compute_features(spark, spec, tables, start, end, project_root=Path(str(cfg.project_root)))
+    lineage = replace(lineage, inputs={**lineage.inputs, **tables.versions})
     days = [start + timedelta(days=i) for i in range((end - start).days + 1)]
     # One file per date: without this every task writes a small file into every date it holds.
     frame = frame.repartition(frame[EVENT_DATE])
@@ -116,6 +128,6 @@ def build_features(
         start=start,
         end=end,
         source_version=result.version,
-        lineage=lineage,
+        lineage=replace(lineage, inputs={table: result.version}),
     )
     return FeatureBuild(spec.name, table, result.version, result.rows, start, end, stats_table, len(stats))
