@@ -150,6 +150,9 @@ def check_model(cfg: dict[str, Any], report: Report) -> None:
     for name in (model.get("gate") or {}).get("min_metrics") or {}:
         _choice(report, f"model.gate.min_metrics.{name}", name, METRICS, "metric")
     _check_splits(model.get("splits") or {}, report)
+    limit = model.get("max_driver_mb")
+    if isinstance(limit, int | float) and not isinstance(limit, bool) and limit <= 0:
+        report("model.max_driver_mb", f"{limit} must be > 0 (MB of training data the driver may hold)")
 
 
 def check_schedules(cfg: dict[str, Any], report: Report) -> None:

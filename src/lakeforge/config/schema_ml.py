@@ -70,6 +70,8 @@ class ModelConfig:
     primary_metric: str = "roc_auc"
     seed: int = 42
     gate: GateConfig = field(default_factory=GateConfig)
+    # The training data comes to the driver as pandas; above this estimate the job refuses.
+    max_driver_mb: float = 2048.0
 
 
 @dataclass
