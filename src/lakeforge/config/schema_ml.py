@@ -69,6 +69,7 @@ class ModelConfig:
     metrics: list[str] = field(default_factory=lambda: ["roc_auc"])
     primary_metric: str = "roc_auc"
     seed: int = 42
+    class_weight: Any = None  # e.g. balanced, or {0: 1.0, 1: 3.0}; passed to estimators that take it
     gate: GateConfig = field(default_factory=GateConfig)
     # The training data comes to the driver as pandas; above this estimate the job refuses.
     max_driver_mb: float = 2048.0

@@ -138,6 +138,25 @@ def collect_training_data(
     Rows are sorted by event time and entity keys, so the same data gives the same frames (and,
     with the same seed, the same model).
     """
+    from pyspark import StorageLevel
+
+    # Computed once: the counts and the collect read the persisted rows.
+    frame = frame.persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        return _collect(frame, spec, windows, features, label, max_driver_mb, model_name)
+    finally:
+        frame.unpersist()
+
+
+def _collect(
+    frame: Any,
+    spec: FeatureSetSpec,
+    windows: Sequence[Window],
+    features: Sequence[str],
+    label: str,
+    max_driver_mb: float,
+    model_name: str,
+) -> TrainingData:
     from pyspark.sql import functions as F  # noqa: N812
 
     counts = {
@@ -166,6 +185,8 @@ def collect_training_data(
             "(model.estimator._target_: pyspark.ml.classification.GBTClassifier)"
         )
     order = [F.col(f"`{c}`") for c in (spec.event_time, *spec.entity)]
-    labelled = frame.where(F.col(f"`{label}`").isNotNull())
-    frames = {w.name: labelled.where(F.col(SPLIT) == w.name).drop(SPLIT).orderBy(*order).toPandas() for w in windows}
+    collected = frame.where(F.col(f"`{label}`").isNotNull()).orderBy(*order).toPandas()
+    frames = {
+        w.name: collected[collected[SPLIT] == w.name].drop(columns=[SPLIT]).reset_index(drop=True) for w in windows
+    }
     return TrainingData(frames, tuple(windows), tuple(features), label, rows, dropped)

@@ -1,0 +1,101 @@
+"""The model's estimator from ``model.estimator._target_`` and ``model.params``, checked before any data
+is read: an unknown class, an unknown parameter or a value of the wrong type is a ConfigError naming
+the key, not a stack trace from inside the library at fit time.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from typing import Any
+
+from lakeforge.errors import ConfigError, did_you_mean
+
+
+def estimator_class(target: str) -> type:
+    """The class ``target`` names (``package.module.Class``)."""
+    module_name, _, class_name = target.rpartition(".")
+    key = "model.estimator._target_"
+    if not module_name:
+        raise ConfigError(f"'{target}' is not a class path; write e.g. lightgbm.LGBMClassifier", key=key)
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(f"cannot import '{target}': no module '{module_name}' ({exc})", key=key) from exc
+    found = getattr(module, class_name, None)
+    if not isinstance(found, type):
+        public = [n for n in dir(module) if not n.startswith("_") and isinstance(getattr(module, n, None), type)]
+        raise ConfigError(
+            f"cannot import '{target}': module '{module_name}' has no class '{class_name}'"
+            f"{did_you_mean(class_name, public)}",
+            key=key,
+        )
+    return found
+
+
+def _type_error(name: str, value: Any, default: Any) -> str | None:
+    """Why ``value`` can't replace a parameter whose default is ``default`` (None: it can)."""
+    if default is None or default is inspect.Parameter.empty:
+        return None
+    kinds: tuple[tuple[type, tuple[type, ...], str], ...] = (
+        (bool, (bool,), "a boolean"),
+        (int, (int,), "an integer"),
+        (float, (int, float), "a number"),
+        (str, (str,), "a string"),
+    )
+    for default_type, accepted, words in kinds:
+        if isinstance(default, default_type):
+            ok = isinstance(value, accepted) and not (default_type is not bool and isinstance(value, bool))
+            if not ok:
+                return f"expects {words} (default {default!r}), got {value!r} ({type(value).__name__})"
+            return None
+    return None
+
+
+def build_estimator(model: Any) -> Any:
+    """An unfitted estimator: ``_target_`` built with its params, the seed and the class weights."""
+    from omegaconf import OmegaConf
+
+    spec = OmegaConf.to_container(model.estimator, resolve=True) if model.get("estimator") is not None else {}
+    if not isinstance(spec, dict) or not spec.get("_target_"):
+        raise ConfigError("the estimator needs '_target_' (e.g. lightgbm.LGBMClassifier)", key="model.estimator")
+    cls = estimator_class(str(spec.pop("_target_")))
+    params: dict[str, Any] = {str(k): v for k, v in spec.items()}
+    if model.get("params") is not None:
+        params.update(OmegaConf.to_container(model.params, resolve=True))  # type: ignore[arg-type]
+    signature = inspect.signature(cls)
+    accepted = {n: p for n, p in signature.parameters.items() if n != "self"}
+    open_ended = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values())
+    for name, value in params.items():
+        if name not in accepted:
+            if open_ended:
+                continue
+            raise ConfigError(
+                f"{cls.__name__} has no parameter '{name}'{did_you_mean(name, list(accepted))}",
+                key=f"model.params.{name}",
+            )
+        problem = _type_error(name, value, accepted[name].default)
+        if problem:
+            raise ConfigError(f"{cls.__name__} {problem}", key=f"model.params.{name}")
+    if "random_state" in accepted and "random_state" not in params:
+        params["random_state"] = int(model.get("seed", 0))
+    class_weight = model.get("class_weight")
+    if class_weight is not None:
+        if "class_weight" not in accepted:
+            raise ConfigError(f"{cls.__name__} takes no class weights", key="model.class_weight")
+        weights = OmegaConf.to_container(class_weight) if not isinstance(class_weight, str) else class_weight
+        params["class_weight"] = (
+            {int(str(k)): float(v) for k, v in weights.items()} if isinstance(weights, dict) else weights
+        )
+    try:
+        estimator = cls(**params)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{cls.__name__}({', '.join(params)}): {exc}", key="model.params") from exc
+    # scikit-learn's declared parameter constraints, where the class declares them.
+    validate = getattr(estimator, "_validate_params", None)
+    if callable(validate) and hasattr(estimator, "_parameter_constraints"):
+        try:
+            validate()
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(str(exc), key="model.params") from exc
+    return estimator
