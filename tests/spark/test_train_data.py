@@ -15,7 +15,7 @@ from lakeforge.features.build import RawTables
 from lakeforge.features.spec import feature_set_spec
 from lakeforge.lake.catalog import Catalog
 from lakeforge.lake.delta import write_table
-from lakeforge.train.data import (
+from lakeforge.training.data import (
     collect_training_data,
     model_features,
     model_label,

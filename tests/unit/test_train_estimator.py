@@ -11,9 +11,9 @@ import pytest
 from omegaconf import OmegaConf
 
 from lakeforge.errors import ConfigError
-from lakeforge.train.data import TrainingData
-from lakeforge.train.estimator import build_estimator
-from lakeforge.train.fit import fit_and_measure, metric
+from lakeforge.training.data import TrainingData
+from lakeforge.training.estimator import build_estimator
+from lakeforge.training.fit import fit_and_measure, metric
 
 
 def _model(target: str = "lightgbm.LGBMClassifier", **extra: Any) -> Any:

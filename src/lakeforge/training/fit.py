@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from lakeforge.errors import ConfigError
-from lakeforge.train.data import TrainingData
+from lakeforge.training.data import TrainingData
 
 THRESHOLD = 0.5  # for the metrics of hard predictions (accuracy, f1, precision, recall)
 

@@ -1,1 +1,0 @@
-"""Training: training sets through the features code path, fitting, tracking, the promotion gate."""
