@@ -1,0 +1,1 @@
+"""The only package that imports MLflow: the store, lineage, models and the registry."""
