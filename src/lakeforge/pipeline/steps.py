@@ -82,7 +82,33 @@ def features_step(spark: Any, cfg: Any, catalog: Any, lineage: Any) -> None:
     log.info("features: wrote %s", marker)
 
 
+def train_step(spark: Any, cfg: Any, catalog: Any, lineage: Any) -> None:
+    """Train the composed model for run_date; register it as the challenger."""
+    from lakeforge.training.run import train
+
+    result = train(spark, cfg, catalog, lineage)
+    shown = ", ".join(f"{k} {v:.4f}" for k, v in result.metrics["test"].items())
+    print(f"model {result.model} v{result.version} (alias challenger, run {result.run_id}): test {shown}")
+    print("rows: " + ", ".join(f"{k} {v:,}" for k, v in result.rows.items()))
+    marker = write_marker(
+        cfg,
+        "train",
+        {
+            result.model: {
+                "version": result.version,
+                "run_id": result.run_id,
+                "model_uri": result.model_uri,
+                "metrics": result.metrics,
+                "rows": result.rows,
+                "inputs": result.inputs,
+            }
+        },
+    )
+    log.info("train: wrote %s", marker)
+
+
 STEPS: dict[str, Callable[[Any, Any, Any, Any], None]] = {
     "ingest": ingest_step,
     "features": features_step,
+    "train": train_step,
 }

@@ -1,0 +1,125 @@
+"""What a run records about where it came from: code, config, data versions, packages, machine.
+
+Every tag is ``lakeforge.*``, ``dvc.*``, ``pkg.*`` or ``machine.*``; the Delta tables a run read
+are logged as MLflow dataset inputs whose source is the table path and version (``DeltaDatasetSource``:
+it needs neither Spark nor Databricks, unlike ``mlflow.data.load_delta``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from collections.abc import Mapping
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+PACKAGES = (
+    "lakeforge",
+    "pyspark",
+    "deltalake",
+    "mlflow",
+    "lightgbm",
+    "scikit-learn",
+    "pandas",
+    "numpy",
+    "pyarrow",
+    "hydra-core",
+    "pandera",
+    "dvc",
+)
+
+
+def dvc_hashes(project_root: Path) -> dict[str, str]:
+    """``dvc.<path>`` -> md5 of each stage output recorded in ``dvc.lock`` (the raw data's version)."""
+    lock = project_root / "dvc.lock"
+    if not lock.exists():
+        return {}
+    stages = (yaml.safe_load(lock.read_text()) or {}).get("stages") or {}
+    found = {}
+    for stage in stages.values():
+        for out in stage.get("outs") or []:
+            if out.get("md5"):
+                found[f"dvc.{out['path']}"] = str(out["md5"])
+    return found
+
+
+def package_versions() -> dict[str, str]:
+    """``pkg.<distribution>`` -> installed version, for the packages a model's numbers depend on."""
+    found = {}
+    for name in PACKAGES:
+        try:
+            found[f"pkg.{name}"] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return found
+
+
+def run_tags(
+    lineage: Any, project_root: Path, inputs: Mapping[str, int], seed: int, run_date: str, spark: Any = None
+) -> dict[str, str]:
+    """The tags of a training or evaluation run."""
+    import psutil
+
+    from lakeforge.lake.spark import java_version
+
+    tags = {
+        "lakeforge.job_run_id": str(lineage.job_run_id),
+        "lakeforge.step": str(lineage.step),
+        "lakeforge.git_commit": str(lineage.git_commit),
+        "lakeforge.git_dirty": str(lineage.git_dirty).lower(),
+        "lakeforge.config_hash": str(lineage.config_hash),
+        "lakeforge.run_date": run_date,
+        "lakeforge.seed": str(seed),
+        "lakeforge.inputs": json.dumps(dict(inputs), sort_keys=True),
+        "machine.cores": str(os.cpu_count()),
+        "machine.memory_bytes": str(psutil.virtual_memory().total),
+        "machine.host": platform.node(),
+        "machine.python": platform.python_version(),
+        "java_version": str(java_version()),
+        **dvc_hashes(project_root),
+        **package_versions(),
+    }
+    if spark is not None:
+        tags["spark_version"] = str(spark.version)
+    return tags
+
+
+def delta_source(path: str, version: int) -> Any:
+    """An MLflow ``delta_table`` dataset source at ``version``.
+
+    MLflow's own ``to_dict`` drops a version of 0 (``if version:``), which would read back as
+    "latest"; the subclass always writes it.
+    """
+    from mlflow.data.delta_dataset_source import DeltaDatasetSource
+
+    class _Versioned(DeltaDatasetSource):
+        def to_dict(self) -> dict[Any, Any]:
+            return {**super().to_dict(), "delta_table_version": self.delta_table_version}
+
+    return _Versioned(path=path, delta_table_version=int(version))
+
+
+def log_delta_inputs(catalog: Any, versions: Mapping[str, int]) -> None:
+    """One dataset input per Delta table read, its source the table's path at that version."""
+    import mlflow
+    from mlflow.data.meta_dataset import MetaDataset
+
+    for table, version in sorted(versions.items()):
+        source = delta_source(catalog.table_uri(table), version)
+        mlflow.log_input(MetaDataset(source, name=table), context="source")  # type: ignore[abstract]
+
+
+def log_split(frame: Any, name: str, label: str, catalog: Any, table: str, version: int, context: str) -> None:
+    """A split's rows as a dataset input (digest, schema, row count), its source the spine table.
+
+    Each split needs its own name: MLflow drops a dataset already logged under another context.
+    """
+    import mlflow
+    from mlflow.data.pandas_dataset import from_pandas
+
+    source = delta_source(catalog.table_uri(table), version)
+    mlflow.log_input(from_pandas(frame, source=source, targets=label, name=name), context=context)
