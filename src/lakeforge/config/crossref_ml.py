@@ -147,8 +147,24 @@ def check_model(cfg: dict[str, Any], report: Report) -> None:
             "model.primary_metric",
             f"'{model.get('primary_metric')}' is not in model.metrics ({', '.join(map(str, metrics))})",
         )
-    for name in (model.get("gate") or {}).get("min_metrics") or {}:
-        _choice(report, f"model.gate.min_metrics.{name}", name, METRICS, "metric")
+    gate = model.get("gate") or {}
+    for bound in ("min_metrics", "max_metrics"):
+        for name in gate.get(bound) or {}:
+            _choice(report, f"model.gate.{bound}.{name}", name, METRICS, "metric")
+    columns = [str(c) for c in _list(fs.get("entity"))] + feature_names(fs)
+    for group in ("slices", "fairness"):
+        for i, check in enumerate(_list(gate.get(group))):
+            if not isinstance(check, dict):
+                continue
+            key = f"model.gate.{group}[{i}]"
+            column = check.get("column")
+            if _set(column) and columns and column not in columns:
+                report(
+                    f"{key}.column",
+                    f"'{column}' is neither an entity key nor a feature of '{fs.get('name')}'"
+                    f"{did_you_mean(str(column), columns)}",
+                )
+            _choice(report, f"{key}.metric", check.get("metric"), METRICS, "metric")
     _check_splits(model.get("splits") or {}, report)
     limit = model.get("max_driver_mb")
     if isinstance(limit, int | float) and not isinstance(limit, bool) and limit <= 0:

@@ -43,12 +43,48 @@ class SplitConfig:
 
 
 @dataclass
-class GateConfig:
-    """Promotion gate: absolute minimums and the allowed regression vs the champion."""
+class SliceCheckConfig:
+    """Per value of ``column`` (with at least ``min_rows`` test rows): the challenger's metric may
+    fall at most ``max_degradation`` below the champion's on the same rows."""
 
-    min_metrics: dict[str, float] = field(default_factory=dict)
-    max_regression: float = 0.0  # on primary_metric, relative to the champion
+    column: str = MISSING
+    max_degradation: float = 0.02
+    min_rows: int = 200
+    metric: str | None = None  # default: the model's primary_metric
+
+
+@dataclass
+class FairnessCheckConfig:
+    """Across the values of ``column`` (each with at least ``min_rows`` test rows): the largest gap
+    of the challenger's metric between two groups is at most ``max_gap``."""
+
+    column: str = MISSING
+    max_gap: float = 0.1
+    min_rows: int = 200
+    metric: str | None = None
+
+
+@dataclass
+class BaselineConfig:
+    """A simple model the challenger must beat by ``min_margin`` on the primary metric."""
+
+    estimator: dict[str, Any] = field(default_factory=lambda: {"_target_": "sklearn.dummy.DummyClassifier"})
+    params: dict[str, Any] = field(default_factory=dict)
+    min_margin: float = 0.0
+
+
+@dataclass
+class GateConfig:
+    """Promotion gate: absolute thresholds, the baseline, the champion, slices and fairness."""
+
+    min_metrics: dict[str, float] = field(default_factory=dict)  # higher-is-better floors, e.g. roc_auc
+    max_metrics: dict[str, float] = field(default_factory=dict)  # lower-is-better ceilings, e.g. log_loss
+    # On primary_metric vs the champion, in the metric's better direction; negative allows a regression.
+    min_improvement: float = 0.0
     require_champion: bool = False
+    slices: list[SliceCheckConfig] = field(default_factory=list)
+    fairness: list[FairnessCheckConfig] = field(default_factory=list)
+    baseline: BaselineConfig | None = None
 
 
 @dataclass
