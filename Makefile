@@ -72,6 +72,9 @@ demo: setup
 	$(BIN)/lakeforge sql "SELECT carrier, count(*) AS flights, round(avg(carrier_delay_rate_7d), 3) AS delay_rate_7d, \
 		round(avg(wx_visib), 2) AS visibility, round(avg(plane_age), 1) AS plane_age FROM features.flight_delay \
 		GROUP BY carrier ORDER BY flights DESC LIMIT 5"
+	@# Train the flight-delay model on Jan-Aug 2013 (validated on September, tested on 1-13
+	@# October) and register it in MLflow (mlflow.db) as the challenger.
+	$(BIN)/lakeforge run train run_date=2013-10-15
 
 data: setup
 	@# The raw files: from the DVC remote if it has them, else extracted from the package.
