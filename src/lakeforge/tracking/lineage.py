@@ -127,5 +127,4 @@ def log_split(frame: Any, name: str, label: str, catalog: Any, table: str, versi
         # The split's schema is a record, not a model signature: the hint about integer columns
         # (which concerns model inputs) would only confuse whoever reads the job log.
         warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer column", category=UserWarning)
-        dataset = from_pandas(frame, source=source, targets=label, name=name)
-    mlflow.log_input(dataset, context=context)
+        mlflow.log_input(from_pandas(frame, source=source, targets=label, name=name), context=context)
