@@ -191,3 +191,27 @@ def test_delta_source(spark: Any, tmp_path: Path) -> None:
     write_table(df, Catalog(tmp_path / "src"), "raw.upstream", mode="overwrite")
     node = dataset_node(COLS, path="src/raw/upstream", source={"format": "delta", "options": {}})
     assert ingest_node(spark, tmp_path, node).rows_accepted == 2
+
+
+# The newest row fails a check (n < 0): freshness must judge the newest *accepted* row, 2013-01-02.
+CSV_NEWEST_BAD = CSV.replace("CC,3,2013-01-03", "CC,-3,2013-01-03")
+
+
+def test_freshness_looks_at_accepted_rows_only(spark: Any, tmp_path: Path) -> None:
+    # No unique key: only the row checks decide what is accepted.
+    _write(tmp_path, CSV_NEWEST_BAD)
+    node = dataset_node(COLS, max_bad_fraction=0.5, checks={"freshness": {"column": "ts", "max_age": "1d"}})
+    with pytest.raises(DataValidationError, match=r"newest 'ts' is 2013-01-02T00:00:00\+00:00, more than 1d before"):
+        ingest(spark, Catalog(tmp_path / "lake"), "t", node, tmp_path, Lineage("r"), run_date=date(2013, 1, 3))
+    assert _nothing_written(tmp_path)
+
+
+def test_freshness_ignores_rows_with_a_duplicate_key(spark: Any, tmp_path: Path) -> None:
+    # The newest row shares its key with another: both are flagged _key:unique, so not accepted.
+    _write(tmp_path, CSV.replace("CC,3,2013-01-03", "BB,3,2013-01-03"))
+    node = dataset_node(
+        COLS, primary_key=["code"], max_bad_fraction=1.0, checks={"freshness": {"column": "ts", "max_age": "1d"}}
+    )
+    with pytest.raises(DataValidationError, match=r"newest 'ts' is 2013-01-01T00:00:00\+00:00, more than 1d before"):
+        ingest(spark, Catalog(tmp_path / "lake"), "t", node, tmp_path, Lineage("r"), run_date=date(2013, 1, 2))
+    assert _nothing_written(tmp_path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -115,6 +116,24 @@ def test_rows_in_equal_accepted_plus_quarantined(outcome: Any) -> None:
     assert report.rows_in == report.rows_accepted + report.rows_quarantined
     assert report.check_failures["_key:unique"] == 2
     assert report.check_failures["_row:malformed"] == 3
+
+
+def test_without_a_unique_key_rows_checks_and_freshness_are_counted(spark: Any, tmp_path: Path) -> None:
+    # No key: no duplicate-key check; rows in, bad rows, failures per check and the newest
+    # accepted event are still all reported.
+    body = b"".join(GOOD % 100 for _ in range(3)) + BAD["le"][0] + BAD["two failures"][0] + BAD["too few fields"][0]
+    (tmp_path / "in.csv").write_bytes(HEADER + body)
+    # The newest accepted event (2013-01-01) is fresh as of 2013-01-01; the bad rows are newer.
+    node = dataset_node(COLUMNS, max_bad_fraction=1.0, checks={"freshness": {"column": "ts", "max_age": "1d"}})
+    lineage = Lineage("r", step="ingest")
+    report = ingest(spark, Catalog(tmp_path / "lake"), "t", node, tmp_path, lineage, run_date=date(2013, 1, 1))
+
+    assert (report.rows_in, report.rows_accepted, report.rows_quarantined) == (6, 3, 3)
+    assert report.check_failures["dep:le(2400)"] == 2
+    assert report.check_failures["code:regex"] == 1
+    assert report.check_failures["_row:malformed"] == 1
+    assert "_key:unique" not in report.check_failures
+    assert read_table(spark, Catalog(tmp_path / "lake"), "raw.t").count() == 3  # same id three times: kept
 
 
 def test_accepted_rows_have_the_declared_types(outcome: Any) -> None:
