@@ -124,6 +124,21 @@ def training_frame(
     return frame.where(F.col(SPLIT).isNotNull())
 
 
+def _labelled_rows(frame: Any, windows: Sequence[Window], label: str) -> tuple[dict[str, int], int]:
+    """Labelled rows per split, and how many rows had no label (one aggregation)."""
+    from pyspark.sql import functions as F  # noqa: N812
+
+    counts = {
+        r[SPLIT]: (r["rows"], r["labelled"])
+        for r in frame.groupBy(SPLIT)
+        .agg(F.count(F.lit(1)).alias("rows"), F.count(F.col(f"`{label}`")).alias("labelled"))
+        .collect()
+    }
+    rows = {w.name: int(counts.get(w.name, (0, 0))[1]) for w in windows}
+    dropped = sum(int(total - labelled) for total, labelled in counts.values())
+    return rows, dropped
+
+
 def collect_training_data(
     frame: Any,
     spec: FeatureSetSpec,
@@ -136,57 +151,37 @@ def collect_training_data(
     """Count the splits, refuse what would not fit the driver, then bring each split over as pandas.
 
     Rows are sorted by event time and entity keys, so the same data gives the same frames (and,
-    with the same seed, the same model).
+    with the same seed, the same model). The frame is computed once: the counts and the collect
+    read the persisted rows.
     """
     from pyspark import StorageLevel
-
-    # Computed once: the counts and the collect read the persisted rows.
-    frame = frame.persist(StorageLevel.MEMORY_AND_DISK)
-    try:
-        return _collect(frame, spec, windows, features, label, max_driver_mb, model_name)
-    finally:
-        frame.unpersist()
-
-
-def _collect(
-    frame: Any,
-    spec: FeatureSetSpec,
-    windows: Sequence[Window],
-    features: Sequence[str],
-    label: str,
-    max_driver_mb: float,
-    model_name: str,
-) -> TrainingData:
     from pyspark.sql import functions as F  # noqa: N812
 
-    counts = {
-        r[SPLIT]: (r["rows"], r["labelled"])
-        for r in frame.groupBy(SPLIT)
-        .agg(F.count(F.lit(1)).alias("rows"), F.count(F.col(f"`{label}`")).alias("labelled"))
-        .collect()
-    }
-    rows = {w.name: int(counts.get(w.name, (0, 0))[1]) for w in windows}
-    dropped = sum(int(total - labelled) for total, labelled in counts.values())
-    empty = [w for w in windows if rows[w.name] == 0]
-    if empty:
-        shown = ", ".join(f"{w.name} [{w.start:%Y-%m-%d %H:%M}, {w.end:%Y-%m-%d %H:%M})" for w in empty)
-        raise DataValidationError(
-            f"model '{model_name}': no labelled rows in split window(s) {shown}; check run_date, model.splits "
-            f"and that features.{spec.name} covers those dates (labels must be known by run_date)"
-        )
-    width = len(features) + 1 + len(spec.entity) + 1
-    estimate_mb = sum(rows.values()) * width * BYTES_PER_VALUE / 2**20
-    if estimate_mb > max_driver_mb:
-        raise DataValidationError(
-            f"model '{model_name}': the training data is about {estimate_mb:,.0f} MB "
-            f"({sum(rows.values()):,} rows x {width} columns), over model.max_driver_mb={max_driver_mb:,.0f}; "
-            "raise the limit if the driver has the memory (spark.driver.memory), shorten model.splits, or "
-            "train on the executors with a Spark MLlib estimator "
-            "(model.estimator._target_: pyspark.ml.classification.GBTClassifier)"
-        )
-    order = [F.col(f"`{c}`") for c in (spec.event_time, *spec.entity)]
-    collected = frame.where(F.col(f"`{label}`").isNotNull()).orderBy(*order).toPandas()
-    frames = {
-        w.name: collected[collected[SPLIT] == w.name].drop(columns=[SPLIT]).reset_index(drop=True) for w in windows
-    }
-    return TrainingData(frames, tuple(windows), tuple(features), label, rows, dropped)
+    frame = frame.persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        rows, dropped = _labelled_rows(frame, windows, label)
+        empty = [w for w in windows if rows[w.name] == 0]
+        if empty:
+            shown = ", ".join(f"{w.name} [{w.start:%Y-%m-%d %H:%M}, {w.end:%Y-%m-%d %H:%M})" for w in empty)
+            raise DataValidationError(
+                f"model '{model_name}': no labelled rows in split window(s) {shown}; check run_date, model.splits "
+                f"and that features.{spec.name} covers those dates (labels must be known by run_date)"
+            )
+        width = len(features) + 1 + len(spec.entity) + 1
+        estimate_mb = sum(rows.values()) * width * BYTES_PER_VALUE / 2**20
+        if estimate_mb > max_driver_mb:
+            raise DataValidationError(
+                f"model '{model_name}': the training data is about {estimate_mb:,.0f} MB "
+                f"({sum(rows.values()):,} rows x {width} columns), over model.max_driver_mb={max_driver_mb:,.0f}; "
+                "raise the limit if the driver has the memory (spark.driver.memory), shorten model.splits, or "
+                "train on the executors with a Spark MLlib estimator "
+                "(model.estimator._target_: pyspark.ml.classification.GBTClassifier)"
+            )
+        order = [F.col(f"`{c}`") for c in (spec.event_time, *spec.entity)]
+        collected = frame.where(F.col(f"`{label}`").isNotNull()).orderBy(*order).toPandas()
+        frames = {
+            w.name: collected[collected[SPLIT] == w.name].drop(columns=[SPLIT]).reset_index(drop=True) for w in windows
+        }
+        return TrainingData(frames, tuple(windows), tuple(features), label, rows, dropped)
+    finally:
+        frame.unpersist()

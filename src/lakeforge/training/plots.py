@@ -9,9 +9,9 @@ from typing import Any
 
 import numpy as np
 
-os.environ.setdefault("MPLBACKEND", "Agg")  # before scikit-learn's displays import pyplot
+from lakeforge.training.fit import THRESHOLD
 
-THRESHOLD = 0.5
+os.environ.setdefault("MPLBACKEND", "Agg")  # before scikit-learn's displays import pyplot
 
 
 def _figure() -> tuple[Any, Any]:

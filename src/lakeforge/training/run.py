@@ -14,7 +14,6 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-import lakeforge.training  # noqa: F401  (OpenMP settings before LightGBM loads)
 from lakeforge.config.params import render_params
 from lakeforge.errors import ConfigError
 from lakeforge.features.build import RawTables, spec_from_config
