@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from lakeforge.errors import FeatureError
-from lakeforge.features.kernel import BLOCK, SPINE, TIME, AsOfTask, Stage, WindowTask, stage_kernel
+from lakeforge.features.columns import BLOCK, SPINE, TIME
+from lakeforge.features.kernel import AsOfTask, Stage, WindowTask, stage_kernel
 from lakeforge.features.registry import get_transform
 from lakeforge.features.spec import MICROS, AsOfSpec, FeatureSetSpec, WindowSpec, check_entity
 

@@ -26,10 +26,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-# Internal columns shared with lakeforge.features.compute.
-TIME: Final = "_t"  # a row's time: the spine's event time, or the source row's time
-SPINE: Final = "_spine"  # true on the rows features are computed for
-BLOCK: Final = "_block"  # which source block a row belongs to (0: the spine dataset)
+from lakeforge.features.columns import BLOCK, SPINE, TIME
 
 CHUNK_ROWS: Final = 1 << 17  # rows gathered before a chunk is cut at a group boundary
 _SAFE_KEY: Final = 1 << 62  # group * span + offset must stay below this in int64

@@ -19,7 +19,7 @@ from typing import Any
 
 from lakeforge.config.values import parse_duration, parse_positive_duration
 from lakeforge.errors import FeatureError
-from lakeforge.features.kernel import TIME
+from lakeforge.features.columns import TIME
 
 MICROS = 1_000_000
 # Window functions (``mean`` is ``avg``); lakeforge.features.kernel computes them.
