@@ -56,13 +56,21 @@ def signature(features: Sequence[str], task: str) -> Any:
     return ModelSignature(inputs=inputs, outputs=Schema([TensorSpec(np.dtype(np.float64), shape)]))
 
 
-def log_model(estimator: Any, example: Any, features: Sequence[str], task: str, registered_name: str | None) -> Any:
-    """Log ``estimator`` in the active run (registered as ``registered_name`` when given); the ModelInfo."""
+def log_model(
+    estimator: Any,
+    example: Any,
+    features: Sequence[str],
+    task: str,
+    registered_name: str | None,
+    name: str = "model",
+) -> Any:
+    """Log ``estimator`` as ``name`` in the active run (registered as ``registered_name`` when given);
+    the ModelInfo."""
     import mlflow.sklearn
 
     return mlflow.sklearn.log_model(
         estimator,
-        name="model",
+        name=name,
         signature=signature(features, task),
         input_example=example,
         pyfunc_predict_fn="predict_proba" if task == "classification" else "predict",

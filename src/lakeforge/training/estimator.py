@@ -12,10 +12,10 @@ from typing import Any
 from lakeforge.errors import ConfigError, did_you_mean
 
 
-def estimator_class(target: str) -> type:
-    """The class ``target`` names (``package.module.Class``)."""
+def estimator_class(target: str, where: str = "model") -> type:
+    """The class ``target`` names (``package.module.Class``); errors name ``<where>.estimator._target_``."""
     module_name, _, class_name = target.rpartition(".")
-    key = "model.estimator._target_"
+    key = f"{where}.estimator._target_"
     if not module_name:
         raise ConfigError(f"'{target}' is not a class path; write e.g. lightgbm.LGBMClassifier", key=key)
     try:
@@ -52,14 +52,18 @@ def _type_error(name: str, value: Any, default: Any) -> str | None:
     return None
 
 
-def build_estimator(model: Any) -> Any:
-    """An unfitted estimator: ``_target_`` built with its params, the seed and the class weights."""
+def build_estimator(model: Any, where: str = "model") -> Any:
+    """An unfitted estimator: ``_target_`` built with its params, the seed and the class weights.
+
+    ``model`` holds ``estimator``, ``params``, ``seed`` and ``class_weight``; errors name their keys
+    under ``where`` (``model``, or ``model.gate.baseline`` for the baseline).
+    """
     from omegaconf import OmegaConf
 
     spec = OmegaConf.to_container(model.estimator, resolve=True) if model.get("estimator") is not None else {}
     if not isinstance(spec, dict) or not spec.get("_target_"):
-        raise ConfigError("the estimator needs '_target_' (e.g. lightgbm.LGBMClassifier)", key="model.estimator")
-    cls = estimator_class(str(spec.pop("_target_")))
+        raise ConfigError("the estimator needs '_target_' (e.g. lightgbm.LGBMClassifier)", key=f"{where}.estimator")
+    cls = estimator_class(str(spec.pop("_target_")), where)
     params: dict[str, Any] = {str(k): v for k, v in spec.items()}
     if model.get("params") is not None:
         params.update(OmegaConf.to_container(model.params, resolve=True))  # type: ignore[arg-type]
@@ -72,17 +76,17 @@ def build_estimator(model: Any) -> Any:
                 continue
             raise ConfigError(
                 f"{cls.__name__} has no parameter '{name}'{did_you_mean(name, list(accepted))}",
-                key=f"model.params.{name}",
+                key=f"{where}.params.{name}",
             )
         problem = _type_error(name, value, accepted[name].default)
         if problem:
-            raise ConfigError(f"{cls.__name__} {problem}", key=f"model.params.{name}")
+            raise ConfigError(f"{cls.__name__} {problem}", key=f"{where}.params.{name}")
     if "random_state" in accepted and "random_state" not in params:
         params["random_state"] = int(model.get("seed", 0))
     class_weight = model.get("class_weight")
     if class_weight is not None:
         if "class_weight" not in accepted:
-            raise ConfigError(f"{cls.__name__} takes no class weights", key="model.class_weight")
+            raise ConfigError(f"{cls.__name__} takes no class weights", key=f"{where}.class_weight")
         weights = OmegaConf.to_container(class_weight) if not isinstance(class_weight, str) else class_weight
         params["class_weight"] = (
             {int(str(k)): float(v) for k, v in weights.items()} if isinstance(weights, dict) else weights
@@ -90,12 +94,31 @@ def build_estimator(model: Any) -> Any:
     try:
         estimator = cls(**params)
     except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{cls.__name__}({', '.join(params)}): {exc}", key="model.params") from exc
+        raise ConfigError(f"{cls.__name__}({', '.join(params)}): {exc}", key=f"{where}.params") from exc
     # scikit-learn's declared parameter constraints, where the class declares them.
     validate = getattr(estimator, "_validate_params", None)
     if callable(validate) and hasattr(estimator, "_parameter_constraints"):
         try:
             validate()
         except (TypeError, ValueError) as exc:
-            raise ConfigError(str(exc), key="model.params") from exc
+            raise ConfigError(str(exc), key=f"{where}.params") from exc
     return estimator
+
+
+def build_baseline(model: Any) -> Any | None:
+    """The gate's baseline (``model.gate.baseline``), unfitted, behind a median imputer and a scaler
+    (a linear baseline needs both; a tree would not mind them), or None when none is declared."""
+    from omegaconf import OmegaConf
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    gate = model.get("gate")
+    baseline = gate.get("baseline") if gate is not None else None
+    if baseline is None:
+        return None
+    view = OmegaConf.create(
+        {"estimator": baseline.get("estimator"), "params": baseline.get("params"), "seed": model.get("seed", 0)}
+    )
+    estimator = build_estimator(view, "model.gate.baseline")
+    return make_pipeline(SimpleImputer(strategy="median", keep_empty_features=True), StandardScaler(), estimator)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -17,21 +18,26 @@ from typing import Any
 from lakeforge.config.params import render_params
 from lakeforge.errors import ConfigError
 from lakeforge.features.build import RawTables, spec_from_config
+from lakeforge.features.spec import FeatureSetSpec
 from lakeforge.training.data import (
     SPLITS,
+    TrainingData,
+    Window,
     collect_training_data,
     model_features,
     model_label,
     split_windows,
     training_frame,
 )
-from lakeforge.training.estimator import build_estimator
+from lakeforge.training.estimator import build_baseline, build_estimator
 from lakeforge.training.fit import fit_and_measure, scores
 from lakeforge.training.plots import classifier_plots, importance_plot
 
 log = logging.getLogger(__name__)
 
 CHALLENGER = "challenger"
+COMPOSED_CONFIG = "config/composed.yaml"  # the run's artifact holding its composed config
+BASELINE_TAG = "lakeforge.baseline_model_uri"
 
 
 @dataclass(frozen=True)
@@ -45,6 +51,7 @@ class TrainResult:
     metrics: dict[str, dict[str, float]]
     rows: dict[str, int]
     inputs: dict[str, int]
+    baseline_metrics: dict[str, dict[str, float]] | None = None
 
 
 def run_date_of(cfg: Any) -> date:
@@ -58,6 +65,16 @@ def run_date_of(cfg: Any) -> date:
         raise ConfigError(f"run_date '{value}' is not a date; write YYYY-MM-DD", key="run_date") from exc
 
 
+def window_text(window: Window) -> str:
+    """A split window as logged in the run's params (``window.<split>``)."""
+    return f"{window.start:%Y-%m-%d %H:%M}..{window.end:%Y-%m-%d %H:%M}"
+
+
+def _flat(metrics: dict[str, dict[str, float]], prefix: str = "") -> dict[str, float]:
+    """``{split: {metric: v}}`` as MLflow metrics ``<prefix><split>.<metric>`` (undefined ones left out)."""
+    return {f"{prefix}{s}.{m}": v for s, values in metrics.items() for m, v in values.items() if not math.isnan(v)}
+
+
 def _params(model: Any) -> dict[str, str]:
     """The MLflow params of a run: estimator, its params, seed and class weights."""
     params = {"estimator": str(model.estimator._target_), "seed": str(model.seed)}
@@ -68,58 +85,103 @@ def _params(model: Any) -> dict[str, str]:
     return params
 
 
-def train(spark: Any, cfg: Any, catalog: Any, lineage: Any) -> TrainResult:
-    """Train the composed model for ``run_date`` and register it as ``challenger``."""
+@dataclass(frozen=True)
+class Prepared:
+    """Everything a fit needs, built once (a sweep fits many models on the same data)."""
+
+    run_date: date
+    spec: FeatureSetSpec
+    features: tuple[str, ...]
+    label: str
+    data: TrainingData
+    inputs: dict[str, int]  # raw table -> version read
+
+
+def prepare(spark: Any, cfg: Any, catalog: Any, pinned: Mapping[str, int] | None = None) -> Prepared:
+    """Check the estimator and the baseline, then build and collect the split windows' rows, reading the
+    raw tables at ``pinned`` versions (the latest where not pinned)."""
+    run_date = run_date_of(cfg)
+    model = cfg.model
+    spec = spec_from_config(cfg, str(model.feature_set))
+    build_estimator(model)
+    build_baseline(model)
+    features = model_features(model, spec)
+    label = model_label(model, spec)
+    windows = split_windows(model.splits, run_date)
+    tables = RawTables(spark, catalog, pinned)
+    frame = training_frame(spark, spec, tables, windows, features, run_date, Path(str(cfg.project_root)))
+    data = collect_training_data(frame, spec, windows, features, label, float(model.max_driver_mb), str(model.name))
+    for split in SPLITS:  # the signature's type: every feature a double (nulls as NaN)
+        data.frames[split][list(features)] = data.frames[split][list(features)].astype("float64")
+    return Prepared(run_date, spec, features, label, data, dict(tables.versions))
+
+
+def fit_and_log(
+    spark: Any,
+    cfg: Any,
+    catalog: Any,
+    lineage: Any,
+    prepared: Prepared,
+    *,
+    parent_run_id: str | None = None,
+    register: bool = True,
+) -> TrainResult:
+    """Fit the composed model (and the gate's baseline) on ``prepared`` and log one MLflow run.
+
+    ``register``: register the model and point ``challenger`` at it (a sweep's trials are logged
+    unregistered under ``parent_run_id``, and only the best is registered).
+    """
     import mlflow
 
     from lakeforge.tracking.lineage import log_delta_inputs, log_split, run_tags
     from lakeforge.tracking.models import log_model, set_alias
     from lakeforge.tracking.store import connect
 
-    run_date = run_date_of(cfg)
-    model = cfg.model
-    spec = spec_from_config(cfg, str(model.feature_set))
-    estimator = build_estimator(model)
-    features = model_features(model, spec)
-    label = model_label(model, spec)
-    windows = split_windows(model.splits, run_date)
-    project_root = Path(str(cfg.project_root))
-    tables = RawTables(spark, catalog)
-    frame = training_frame(spark, spec, tables, windows, features, run_date, project_root)
-    data = collect_training_data(frame, spec, windows, features, label, float(model.max_driver_mb), str(model.name))
-    for split in SPLITS:  # the signature's type: every feature a double (nulls as NaN)
-        data.frames[split][list(features)] = data.frames[split][list(features)].astype("float64")
+    model, data, features, label = cfg.model, prepared.data, list(prepared.features), prepared.label
     task = str(model.task)
-    fitted = fit_and_measure(estimator, data, task, [str(m) for m in model.metrics])
+    metric_names = [str(m) for m in model.metrics]
+    fitted = fit_and_measure(build_estimator(model), data, task, metric_names)
+    baseline_estimator = build_baseline(model)
+    baseline = fit_and_measure(baseline_estimator, data, task, metric_names) if baseline_estimator else None
 
+    project_root = Path(str(cfg.project_root))
     tracking = connect(cfg)
-    spine = f"raw.{spec.spine}"
-    with mlflow.start_run(experiment_id=tracking.experiment_id, run_name=f"train {model.name} {run_date}") as run:
-        mlflow.set_tags(run_tags(lineage, project_root, tables.versions, int(model.seed), str(run_date), spark))
+    spine = f"raw.{prepared.spec.spine}"
+    run_name = f"train {model.name} {prepared.run_date}"
+    with mlflow.start_run(experiment_id=tracking.experiment_id, run_name=run_name, parent_run_id=parent_run_id) as run:
+        seed, run_date = int(model.seed), str(prepared.run_date)
+        mlflow.set_tags(run_tags(lineage, project_root, prepared.inputs, seed, run_date, spark))
+        mlflow.set_tag("lakeforge.model", str(model.name))
         mlflow.log_params(_params(model))
-        mlflow.log_params({f"window.{w.name}": f"{w.start:%Y-%m-%d %H:%M}..{w.end:%Y-%m-%d %H:%M}" for w in windows})
-        mlflow.log_metrics(
-            {f"{s}.{m}": v for s, values in fitted.metrics.items() for m, v in values.items() if not math.isnan(v)}
-        )
+        mlflow.log_params({f"window.{w.name}": window_text(w) for w in data.windows})
+        mlflow.log_metrics(_flat(fitted.metrics))
         mlflow.log_metrics({f"{s}.rows": float(n) for s, n in data.rows.items()})
         mlflow.log_metric("dropped_null_labels", float(data.dropped_null_labels))
-        mlflow.log_text(render_params(cfg), "config/composed.yaml")
-        log_delta_inputs(catalog, tables.versions)
+        mlflow.log_text(render_params(cfg), COMPOSED_CONFIG)
+        log_delta_inputs(catalog, prepared.inputs)
         for split in SPLITS:
-            log_split(data.frames[split], f"{spec.name}.{split}", label, catalog, spine, tables.versions[spine], split)
+            name = f"{prepared.spec.name}.{split}"
+            log_split(data.frames[split], name, label, catalog, spine, prepared.inputs[spine], split)
         test = data.frames["test"]
         if task == "classification":
-            test_scores = scores(estimator, test[list(features)], task)
+            test_scores = scores(fitted.estimator, test[features], task)
             for name, figure in classifier_plots(test[label].to_numpy(), test_scores, "test").items():
                 mlflow.log_figure(figure, f"plots/test/{name}.png")
-        importance = importance_plot(estimator, features)
+        importance = importance_plot(fitted.estimator, prepared.features)
         if importance is not None:
             mlflow.log_figure(importance, "plots/feature_importance.png")
-        info = log_model(estimator, data.frames["train"][list(features)].head(5), features, task, str(model.name))
-        version = str(info.registered_model_version)
-        set_alias(tracking.client, str(model.name), CHALLENGER, version)
-        tracking.client.set_model_version_tag(str(model.name), version, "lakeforge.run_date", str(run_date))
-        tracking.client.set_model_version_tag(str(model.name), version, "lakeforge.run_id", run.info.run_id)
+        example = data.frames["train"][features].head(5)
+        if baseline is not None:
+            mlflow.log_metrics(_flat(baseline.metrics, "baseline."))
+            baseline_info = log_model(baseline.estimator, example, features, task, None, name="baseline")
+            mlflow.set_tag(BASELINE_TAG, str(baseline_info.model_uri))
+        info = log_model(fitted.estimator, example, features, task, str(model.name) if register else None)
+        version = ""
+        if register:
+            version = str(info.registered_model_version)
+            set_alias(tracking.client, str(model.name), CHALLENGER, version)
+            tracking.client.set_model_version_tag(str(model.name), version, "lakeforge.run_date", run_date)
+            tracking.client.set_model_version_tag(str(model.name), version, "lakeforge.run_id", run.info.run_id)
     log.info("train %s: version %s (run %s), test %s", model.name, version, run.info.run_id, fitted.metrics["test"])
     return TrainResult(
         str(model.name),
@@ -128,5 +190,11 @@ def train(spark: Any, cfg: Any, catalog: Any, lineage: Any) -> TrainResult:
         str(info.model_uri),
         fitted.metrics,
         dict(data.rows),
-        dict(tables.versions),
+        dict(prepared.inputs),
+        baseline.metrics if baseline is not None else None,
     )
+
+
+def train(spark: Any, cfg: Any, catalog: Any, lineage: Any, pinned: Mapping[str, int] | None = None) -> TrainResult:
+    """Train the composed model for ``run_date`` and register it as ``challenger``."""
+    return fit_and_log(spark, cfg, catalog, lineage, prepare(spark, cfg, catalog, pinned))
