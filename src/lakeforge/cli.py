@@ -289,6 +289,94 @@ def history(
     _guard(body)
 
 
+ModelArg = Annotated[str, typer.Argument(help="The registered model, e.g. flight_delay")]
+
+
+@app.command()
+def promote(
+    model: ModelArg,
+    model_version: Annotated[str, typer.Argument(metavar="VERSION", help="The version to make champion")],
+    reason: Annotated[str, typer.Option(help="Why (recorded with the promotion).")] = "manual promotion",
+    overrides: OverridesArg = None,
+    conf_dir: ConfDirOpt = None,
+) -> None:
+    """Move the alias `champion` to VERSION by hand, bypassing the gate; recorded like a gate decision."""
+
+    def body() -> None:
+        from lakeforge.config import load_config
+        from lakeforge.tracking.registry import promote_by_hand
+
+        cfg = load_config(list(overrides or []), conf_dir=_conf_dir(conf_dir))
+        moved = promote_by_hand(cfg, model, model_version, reason)
+        typer.echo(moved.describe())
+
+    _guard(body)
+
+
+@app.command()
+def rollback(
+    model: ModelArg,
+    reason: Annotated[str, typer.Option(help="Why (recorded with the rollback).")] = "manual rollback",
+    overrides: OverridesArg = None,
+    conf_dir: ConfDirOpt = None,
+) -> None:
+    """Move the alias `champion` back to the version that held it before the current one."""
+
+    def body() -> None:
+        from lakeforge.config import load_config
+        from lakeforge.tracking.registry import rollback as rollback_champion
+
+        cfg = load_config(list(overrides or []), conf_dir=_conf_dir(conf_dir))
+        moved = rollback_champion(cfg, model, reason)
+        typer.echo(moved.describe())
+
+    _guard(body)
+
+
+@app.command()
+def compare(
+    model: ModelArg,
+    args: Annotated[
+        list[str] | None,
+        typer.Argument(help="Two versions (default: champion and challenger), then any Hydra overrides"),
+    ] = None,
+    conf_dir: ConfDirOpt = None,
+) -> None:
+    """Two versions side by side: metrics (overall and slices), params, data versions, code commit."""
+
+    def body() -> None:
+        from lakeforge.config import load_config
+        from lakeforge.training.compare import compare_versions
+
+        picked = [a for a in args or [] if "=" not in a]
+        overrides = [a for a in args or [] if "=" in a]
+        if len(picked) not in (0, 2):
+            raise UsageError(f"compare takes two versions or none (champion vs challenger), got {' '.join(picked)}")
+        cfg = load_config(overrides, conf_dir=_conf_dir(conf_dir))
+        left, right = (picked[0], picked[1]) if picked else (None, None)
+        typer.echo(compare_versions(cfg, model, left, right), nl=False)
+
+    _guard(body)
+
+
+@app.command()
+def reproduce(
+    model: ModelArg,
+    model_version: Annotated[str, typer.Argument(metavar="VERSION", help="The version to retrain")],
+    overrides: OverridesArg = None,
+) -> None:
+    """Retrain VERSION from its recorded config and data versions; exit 3 if the metrics differ."""
+    from lakeforge.pipeline.runner import run_job
+
+    def step(spark: Any, cfg: Any, catalog: Any, lineage: Any) -> None:
+        from lakeforge.training.reproduce import reproduce as reproduce_version
+
+        result = reproduce_version(spark, cfg, catalog, lineage, model, model_version)
+        typer.echo(result.describe())
+
+    raise typer.Exit(_guard(lambda: run_job("reproduce", step, list(overrides or []))))
+
+
 def _parse_versions(pins: Sequence[str]) -> dict[str, int]:
     versions: dict[str, int] = {}
     for pin in pins:

@@ -114,6 +114,14 @@ class ModelGateError(LakeforgeError):
     """A challenger model did not pass the promotion gate."""
 
 
+class RegistryError(LakeforgeError):
+    """A registered model, version or alias asked for does not exist or cannot move as asked."""
+
+
+class ReproductionError(LakeforgeError):
+    """A retrained model's metrics differ from the recorded ones."""
+
+
 EXIT_INTERNAL = 70  # EX_SOFTWARE: a bug in lakeforge
 EXIT_INTERRUPTED = 130
 
