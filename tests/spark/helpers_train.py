@@ -58,6 +58,18 @@ def make_project(spark: Any, tmp_path: Path) -> tuple[Any, Catalog]:
                 "metrics": ["roc_auc", "log_loss"],
                 "seed": 3,
                 "max_driver_mb": 100,
+                "primary_metric": "roc_auc",
+                "gate": {
+                    "min_metrics": {"roc_auc": 0.6},
+                    "min_improvement": -0.01,
+                    "slices": [{"column": "key", "max_degradation": 0.05, "min_rows": 20}],
+                    "fairness": [{"column": "key", "max_gap": 0.5, "min_rows": 20}],
+                    "baseline": {
+                        "estimator": {"_target_": "sklearn.linear_model.LogisticRegression"},
+                        "params": {"max_iter": 200},
+                        "min_margin": 0.0,
+                    },
+                },
             },
         }
     )

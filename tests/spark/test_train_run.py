@@ -41,6 +41,10 @@ def test_a_training_run_records_its_lineage_and_registers_the_challenger(
     assert params["estimator"] == "lightgbm.LGBMClassifier" and params["params.num_leaves"] == "7"
     assert params["window.test"] == "2024-06-05 00:00..2024-06-09 00:00"
     assert metrics["test.roc_auc"] > 0.7 and metrics["train.rows"] == result.rows["train"]
+    assert {f"test.slice.key.{k}.0.roc_auc" for k in range(3)}  # a float feature: 0.0, 1.0, 2.0 <= set(metrics)
+    assert metrics["baseline.test.roc_auc"] == result.baseline_metrics["test"]["roc_auc"]  # type: ignore[index]
+    baseline = mlflow.sklearn.load_model(tags["lakeforge.baseline_model_uri"])
+    assert [type(step).__name__ for step in baseline] == ["SimpleImputer", "StandardScaler", "LogisticRegression"]
 
     sources = {d.dataset.name: (d.dataset.source_type, d.dataset.source) for d in run.inputs.dataset_inputs}
     assert sources["raw.ev"][0] == "delta_table" and '"delta_table_version": 0' in sources["raw.ev"][1]

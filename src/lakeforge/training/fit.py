@@ -64,3 +64,20 @@ def fit_and_measure(estimator: Any, data: TrainingData, task: str, metric_names:
         y = frame[data.label].to_numpy()
         results[split] = {name: metric(name, y, s) for name in metric_names}
     return Fitted(estimator, results)
+
+
+def slice_metrics(
+    frame: Any, label: str, score: np.ndarray, columns: Sequence[str], metric_names: Sequence[str]
+) -> dict[str, float]:
+    """``slice.<column>.<value>.<metric>`` for each value of each column (undefined ones left out)."""
+    found: dict[str, float] = {}
+    y = frame[label].to_numpy()
+    for column in dict.fromkeys(columns):
+        values = frame[column].astype("string").fillna("null").to_numpy()
+        for value in sorted(set(values)):
+            rows = values == value
+            for name in metric_names:
+                v = metric(name, y[rows], score[rows])
+                if not np.isnan(v):
+                    found[f"slice.{column}.{value}.{name}"] = v
+    return found

@@ -30,7 +30,7 @@ from lakeforge.training.data import (
     training_frame,
 )
 from lakeforge.training.estimator import build_baseline, build_estimator
-from lakeforge.training.fit import fit_and_measure, scores
+from lakeforge.training.fit import fit_and_measure, scores, slice_metrics
 from lakeforge.training.plots import classifier_plots, importance_plot
 
 log = logging.getLogger(__name__)
@@ -73,6 +73,10 @@ def window_text(window: Window) -> str:
 def _flat(metrics: dict[str, dict[str, float]], prefix: str = "") -> dict[str, float]:
     """``{split: {metric: v}}`` as MLflow metrics ``<prefix><split>.<metric>`` (undefined ones left out)."""
     return {f"{prefix}{s}.{m}": v for s, values in metrics.items() for m, v in values.items() if not math.isnan(v)}
+
+
+def _prefixed(metrics: dict[str, float], prefix: str) -> dict[str, float]:
+    return {f"{prefix}{k}": v for k, v in metrics.items()}
 
 
 def _params(model: Any) -> dict[str, str]:
@@ -163,8 +167,11 @@ def fit_and_log(
             name = f"{prepared.spec.name}.{split}"
             log_split(data.frames[split], name, label, catalog, spine, prepared.inputs[spine], split)
         test = data.frames["test"]
+        test_scores = scores(fitted.estimator, test[features], task)
+        gate = model.get("gate") or {}
+        columns = [str(c.column) for group in ("slices", "fairness") for c in (gate.get(group) or [])]
+        mlflow.log_metrics(_prefixed(slice_metrics(test, label, test_scores, columns, metric_names), "test."))
         if task == "classification":
-            test_scores = scores(fitted.estimator, test[features], task)
             for name, figure in classifier_plots(test[label].to_numpy(), test_scores, "test").items():
                 mlflow.log_figure(figure, f"plots/test/{name}.png")
         importance = importance_plot(fitted.estimator, prepared.features)
