@@ -65,8 +65,8 @@ def make_project(spark: Any, tmp_path: Path) -> tuple[Any, Catalog]:
                     "slices": [{"column": "key", "max_degradation": 0.05, "min_rows": 20}],
                     "fairness": [{"column": "key", "max_gap": 0.5, "min_rows": 20}],
                     "baseline": {
-                        "estimator": {"_target_": "sklearn.linear_model.LogisticRegression"},
-                        "params": {"max_iter": 200},
+                        "estimator": {"_target_": "sklearn.dummy.DummyClassifier"},
+                        "params": {"strategy": "prior"},
                         "min_margin": 0.0,
                     },
                 },

@@ -44,7 +44,7 @@ def test_a_training_run_records_its_lineage_and_registers_the_challenger(
     assert {f"test.slice.key.{k}.0.roc_auc" for k in range(3)}  # a float feature: 0.0, 1.0, 2.0 <= set(metrics)
     assert metrics["baseline.test.roc_auc"] == result.baseline_metrics["test"]["roc_auc"]  # type: ignore[index]
     baseline = mlflow.sklearn.load_model(tags["lakeforge.baseline_model_uri"])
-    assert [type(step).__name__ for step in baseline] == ["SimpleImputer", "StandardScaler", "LogisticRegression"]
+    assert [type(step).__name__ for step in baseline] == ["SimpleImputer", "StandardScaler", "DummyClassifier"]
 
     sources = {d.dataset.name: (d.dataset.source_type, d.dataset.source) for d in run.inputs.dataset_inputs}
     assert sources["raw.ev"][0] == "delta_table" and '"delta_table_version": 0' in sources["raw.ev"][1]

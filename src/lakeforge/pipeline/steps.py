@@ -107,8 +107,19 @@ def train_step(spark: Any, cfg: Any, catalog: Any, lineage: Any) -> None:
     log.info("train: wrote %s", marker)
 
 
+def evaluate_step(spark: Any, cfg: Any, catalog: Any, lineage: Any) -> None:
+    """Gate the challenger against the champion and the baseline; promote it or refuse (exit 3)."""
+    from lakeforge.training.evaluate import evaluate, refusal
+
+    evaluation = evaluate(spark, cfg, catalog, lineage)
+    print(evaluation.describe())
+    if not evaluation.decision.promote:
+        raise refusal(evaluation)
+
+
 STEPS: dict[str, Callable[[Any, Any, Any, Any], None]] = {
     "ingest": ingest_step,
     "features": features_step,
     "train": train_step,
+    "evaluate": evaluate_step,
 }
