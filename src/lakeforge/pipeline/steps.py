@@ -17,12 +17,15 @@ log = logging.getLogger(__name__)
 MARKER_DIR = "lake_markers"
 
 
-def write_marker(cfg: Any, step: str, payload: dict[str, Any]) -> Path:
-    """Record what a step wrote (tables, versions, rows) in a small JSON file DVC tracks."""
-    path = Path(str(cfg.project_root)) / MARKER_DIR / f"{step}.json"
+def _write_json(path: Path, payload: Any) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
     return path
+
+
+def write_marker(cfg: Any, step: str, payload: dict[str, Any]) -> Path:
+    """Record what a step wrote (tables, versions, rows) in a small JSON file DVC tracks."""
+    return _write_json(Path(str(cfg.project_root)) / MARKER_DIR / f"{step}.json", payload)
 
 
 def ingest_step(spark: Any, cfg: Any, catalog: Any, lineage: Any) -> None:
@@ -104,7 +107,14 @@ def train_step(spark: Any, cfg: Any, catalog: Any, lineage: Any) -> None:
             }
         },
     )
-    log.info("train: wrote %s", marker)
+    metrics = Path(str(cfg.project_root)) / "metrics"
+    summary = {"model": result.model, "version": int(result.version), "rows": result.rows, **result.metrics}
+    if result.baseline_metrics:
+        summary["baseline"] = result.baseline_metrics
+    _write_json(metrics / "train.json", summary)
+    for name, rows in (result.curves or {}).items():
+        _write_json(metrics / "plots" / f"test_{name}.json", rows)
+    log.info("train: wrote %s and %s", marker, metrics / "train.json")
 
 
 def evaluate_step(spark: Any, cfg: Any, catalog: Any, lineage: Any) -> None:
@@ -112,6 +122,9 @@ def evaluate_step(spark: Any, cfg: Any, catalog: Any, lineage: Any) -> None:
     from lakeforge.training.evaluate import evaluate, refusal
 
     evaluation = evaluate(spark, cfg, catalog, lineage)
+    if evaluation is None:
+        print(f"{cfg.model.name}: the challenger is already the champion; nothing to decide")
+        return
     print(evaluation.describe())
     if not evaluation.decision.promote:
         raise refusal(evaluation)

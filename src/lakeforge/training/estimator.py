@@ -52,6 +52,18 @@ def _type_error(name: str, value: Any, default: Any) -> str | None:
     return None
 
 
+def _extra_params(cls: type) -> dict[str, str] | None:
+    """Name -> canonical name of the parameters an open ``**kwargs`` accepts, where the library lists
+    them: LightGBM's 141 parameters with their aliases (a private API, pinned by a test). None: unknown.
+    """
+    if not cls.__module__.startswith("lightgbm"):
+        return None
+    from lightgbm.basic import _ConfigAliases
+
+    aliases = _ConfigAliases._get_all_param_aliases()
+    return {alias: canonical for canonical, names in aliases.items() for alias in (canonical, *names)}
+
+
 def build_estimator(model: Any, where: str = "model") -> Any:
     """An unfitted estimator: ``_target_`` built with its params, the seed and the class weights.
 
@@ -70,12 +82,22 @@ def build_estimator(model: Any, where: str = "model") -> Any:
     signature = inspect.signature(cls)
     accepted = {n: p for n, p in signature.parameters.items() if n != "self"}
     open_ended = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values())
+    extra = _extra_params(cls) if open_ended else None
     for name, value in params.items():
         if name not in accepted:
-            if open_ended:
+            if open_ended and extra is None:  # an open **kwargs the library does not enumerate
+                continue
+            if extra and name in extra:
+                canonical = extra[name]
+                if canonical != name and canonical in accepted:
+                    raise ConfigError(
+                        f"'{name}' is LightGBM's alias of '{canonical}', which LightGBM would ignore "
+                        f"next to the estimator's own '{canonical}'; write {where}.params.{canonical}",
+                        key=f"{where}.params.{name}",
+                    )
                 continue
             raise ConfigError(
-                f"{cls.__name__} has no parameter '{name}'{did_you_mean(name, list(accepted))}",
+                f"{cls.__name__} has no parameter '{name}'{did_you_mean(name, [*accepted, *(extra or ())])}",
                 key=f"{where}.params.{name}",
             )
         problem = _type_error(name, value, accepted[name].default)

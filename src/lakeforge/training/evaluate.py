@@ -107,8 +107,11 @@ def _test_rows(
     return test, label, dict(tables.versions)
 
 
-def evaluate(spark: Any, cfg: Any, catalog: Any, lineage: Any, version: str | None = None) -> Evaluation:
-    """Judge ``version`` (default: the ``challenger`` alias) against the champion and the baseline."""
+def evaluate(spark: Any, cfg: Any, catalog: Any, lineage: Any, version: str | None = None) -> Evaluation | None:
+    """Judge ``version`` (default: the ``challenger`` alias) against the champion and the baseline.
+
+    None when that version already is the champion (a rerun after a promotion: nothing to decide).
+    """
     import mlflow
 
     from lakeforge.tracking.lineage import run_tags
@@ -130,7 +133,8 @@ def evaluate(spark: Any, cfg: Any, catalog: Any, lineage: Any, version: str | No
     challenger = str(model_version(client, name, challenger).version)
     champion = alias_version(client, name, CHAMPION)
     if champion == challenger:
-        raise RegistryError(f"model '{name}': v{challenger} is already the champion; train a new challenger first")
+        log.info("evaluate %s: v%s is already the champion; nothing to decide", name, challenger)
+        return None
     run = client.get_run(model_version(client, name, challenger).run_id)
 
     uris = {CHALLENGER: f"models:/{name}/{challenger}"}

@@ -55,3 +55,26 @@ def importance_plot(estimator: Any, features: Sequence[str], top: int = 20) -> A
     ax.barh([features[i] for i in order], np.asarray(values)[order])
     ax.set_title("feature importance")
     return figure
+
+
+def curve_points(y: np.ndarray, score: np.ndarray, points: int = 101) -> dict[str, list[dict[str, float]]]:
+    """ROC, precision-recall and calibration curves as rows for ``dvc plots`` (at most ``points`` rows
+    each: the curves are resampled on an even grid, so the files stay small and diffable)."""
+    from sklearn.calibration import calibration_curve
+    from sklearn.metrics import precision_recall_curve, roc_curve
+
+    grid = np.linspace(0.0, 1.0, points)
+    fpr, tpr, _ = roc_curve(y, score)
+    precision, recall, _ = precision_recall_curve(y, score)
+    order = np.argsort(recall)
+    observed, predicted = calibration_curve(y, score, n_bins=10)
+    return {
+        "roc": [{"fpr": float(x), "tpr": float(v)} for x, v in zip(grid, np.interp(grid, fpr, tpr), strict=True)],
+        "pr": [
+            {"recall": float(x), "precision": float(v)}
+            for x, v in zip(grid, np.interp(grid, recall[order], precision[order]), strict=True)
+        ],
+        "calibration": [
+            {"predicted": float(p), "observed": float(o)} for p, o in zip(predicted, observed, strict=True)
+        ],
+    }

@@ -31,7 +31,7 @@ from lakeforge.training.data import (
 )
 from lakeforge.training.estimator import build_baseline, build_estimator
 from lakeforge.training.fit import fit_and_measure, scores, slice_metrics
-from lakeforge.training.plots import classifier_plots, importance_plot
+from lakeforge.training.plots import classifier_plots, curve_points, importance_plot
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,7 @@ class TrainResult:
     rows: dict[str, int]
     inputs: dict[str, int]
     baseline_metrics: dict[str, dict[str, float]] | None = None
+    curves: dict[str, list[dict[str, float]]] | None = None  # test ROC/PR/calibration points (dvc plots)
 
 
 def run_date_of(cfg: Any) -> date:
@@ -138,7 +139,7 @@ def fit_and_log(
     import mlflow
 
     from lakeforge.tracking.lineage import log_delta_inputs, log_split, run_tags
-    from lakeforge.tracking.models import log_model, set_alias
+    from lakeforge.tracking.models import log_model
     from lakeforge.tracking.store import connect
 
     model, data, features, label = cfg.model, prepared.data, list(prepared.features), prepared.label
@@ -171,7 +172,9 @@ def fit_and_log(
         gate = model.get("gate") or {}
         columns = [str(c.column) for group in ("slices", "fairness") for c in (gate.get(group) or [])]
         mlflow.log_metrics(_prefixed(slice_metrics(test, label, test_scores, columns, metric_names), "test."))
+        curves = None
         if task == "classification":
+            curves = curve_points(test[label].to_numpy(), test_scores)
             for name, figure in classifier_plots(test[label].to_numpy(), test_scores, "test").items():
                 mlflow.log_figure(figure, f"plots/test/{name}.png")
         importance = importance_plot(fitted.estimator, prepared.features)
@@ -186,9 +189,7 @@ def fit_and_log(
         version = ""
         if register:
             version = str(info.registered_model_version)
-            set_alias(tracking.client, str(model.name), CHALLENGER, version)
-            tracking.client.set_model_version_tag(str(model.name), version, "lakeforge.run_date", run_date)
-            tracking.client.set_model_version_tag(str(model.name), version, "lakeforge.run_id", run.info.run_id)
+            mark_challenger(tracking.client, str(model.name), version, run_date, run.info.run_id)
     log.info("train %s: version %s (run %s), test %s", model.name, version, run.info.run_id, fitted.metrics["test"])
     return TrainResult(
         str(model.name),
@@ -199,7 +200,18 @@ def fit_and_log(
         dict(data.rows),
         dict(prepared.inputs),
         baseline.metrics if baseline is not None else None,
+        curves,
     )
+
+
+def mark_challenger(client: Any, name: str, version: str, run_date: str, run_id: str) -> None:
+    """Point ``challenger`` of registered model ``name`` at ``version`` and tag the version with the run
+    date and the run that logged it (a sweep registers its best trial's model this way too)."""
+    from lakeforge.tracking.models import set_alias
+
+    set_alias(client, name, CHALLENGER, version)
+    client.set_model_version_tag(name, version, "lakeforge.run_date", run_date)
+    client.set_model_version_tag(name, version, "lakeforge.run_id", run_id)
 
 
 def train(spark: Any, cfg: Any, catalog: Any, lineage: Any, pinned: Mapping[str, int] | None = None) -> TrainResult:

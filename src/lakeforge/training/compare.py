@@ -1,0 +1,448 @@
+"""`lakeforge compare`: two registered versions of a model side by side, read from the registry and
+their training runs: metrics per split and per slice (with the direction-aware difference), the
+baseline's metrics, params, data versions, code, config hash and the gate's decision.
+
+By default the version holding the alias ``champion`` is compared with the one holding
+``challenger``. The text fits a 100-column terminal: slice metrics are grouped into one table per
+slice column (values as rows), whose metric columns wrap onto further tables when they would not fit.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import textwrap
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from lakeforge.config.schema_ml import METRICS
+from lakeforge.errors import RegistryError, did_you_mean
+from lakeforge.training.gate import LOWER_IS_BETTER
+
+CHAMPION, CHALLENGER = "champion", "challenger"
+WIDTH = 100
+SPLIT_NAMES = ("train", "validation", "test")  # as training.data.SPLITS, without importing Spark's side
+GAP = "  "
+ROWS = "rows"
+
+
+# -- the registry ------------------------------------------------------------------------------
+
+
+def _not_found(exc: Exception) -> bool:
+    return getattr(exc, "error_code", "") in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE")
+
+
+def registered_model(tracking: Any, name: str) -> Any:
+    """The registered model ``name``; a RegistryError naming the registered ones if there is none."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return tracking.client.get_registered_model(name)
+    except MlflowException as exc:
+        if not _not_found(exc):
+            raise
+    names = sorted(str(m.name) for m in tracking.client.search_registered_models(max_results=1000))
+    if not names:
+        raise RegistryError(
+            f"no registered model '{name}': the store {tracking.uri} has none yet; train one with `lakeforge run train`"
+        )
+    raise RegistryError(f"no registered model '{name}'{did_you_mean(name, names)}; registered: {', '.join(names)}")
+
+
+def version_numbers(tracking: Any, name: str) -> list[int]:
+    """Every version of registered model ``name``, ascending."""
+    quoted = name.replace("'", "\\'")
+    return sorted(int(v.version) for v in tracking.client.search_model_versions(f"name = '{quoted}'"))
+
+
+def _known_versions(tracking: Any, model: Any) -> str:
+    """``1, 2, 3 (champion: v2, challenger: v3)``: what a user may ask for."""
+    listed = ", ".join(str(v) for v in version_numbers(tracking, str(model.name))) or "none"
+    aliases = ", ".join(f"{alias}: v{v}" for alias, v in sorted(model.aliases.items()))
+    return f"{listed} ({aliases})" if aliases else listed
+
+
+def model_version(tracking: Any, model: Any, wanted: str) -> Any:
+    """The ModelVersion ``wanted`` names: ``3``, ``v3`` or an alias such as ``champion``."""
+    from mlflow.exceptions import MlflowException
+
+    text = str(wanted).strip()
+    number = text[1:] if text[:1] in ("v", "V") and text[1:].isdigit() else text
+    if not number.isdigit():
+        if text not in model.aliases:
+            raise RegistryError(
+                f"model '{model.name}' has no version or alias '{text}'; versions: {_known_versions(tracking, model)}"
+            )
+        number = str(model.aliases[text])
+    try:
+        return tracking.client.get_model_version(str(model.name), number)
+    except MlflowException as exc:
+        if not _not_found(exc):
+            raise
+    raise RegistryError(
+        f"model '{model.name}' has no version {number}; versions: {_known_versions(tracking, model)}"
+    ) from None
+
+
+def training_run(tracking: Any, model: Any, version: Any) -> Any:
+    """The MLflow run that trained ``version`` (RegistryError when it is not recorded or was deleted)."""
+    from mlflow.exceptions import MlflowException
+
+    if not version.run_id:
+        raise RegistryError(f"model '{model.name}' v{version.version} records no training run (registered by hand?)")
+    try:
+        return tracking.client.get_run(version.run_id)
+    except MlflowException as exc:
+        if not _not_found(exc):
+            raise
+    raise RegistryError(
+        f"model '{model.name}' v{version.version}: its training run {version.run_id} is not in {tracking.uri} "
+        "(deleted?)"
+    ) from None
+
+
+def default_pair(tracking: Any, model: Any) -> tuple[str, str]:
+    """The champion's and the challenger's version numbers, or a RegistryError saying what is missing."""
+    name = str(model.name)
+    champion, challenger = model.aliases.get(CHAMPION), model.aliases.get(CHALLENGER)
+    explicit = f"`lakeforge compare {name} V1 V2` (versions: {_known_versions(tracking, model)})"
+    if champion is None:
+        raise RegistryError(
+            f"model '{name}' has no champion yet: run the gate with `lakeforge run evaluate` (or "
+            f"`lakeforge promote {name} VERSION`), or compare two versions with {explicit}"
+        )
+    if challenger is None:
+        raise RegistryError(
+            f"model '{name}' has no challenger: train one with `lakeforge run train`, or compare two versions "
+            f"with {explicit}"
+        )
+    if int(champion) == int(challenger):
+        raise RegistryError(
+            f"model '{name}': champion and challenger are both v{champion} (the challenger was promoted); "
+            f"compare two versions with {explicit}"
+        )
+    return str(champion), str(challenger)
+
+
+# -- one side ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Side:
+    """One version as compared: its label, aliases, version tags and training run's record."""
+
+    label: str  # v3
+    aliases: tuple[str, ...]
+    version_tags: dict[str, str]
+    run_id: str
+    started: datetime | None
+    metrics: dict[str, float]
+    params: dict[str, str]
+    tags: dict[str, str]
+
+    @property
+    def heading(self) -> str:
+        return f"{self.label} ({', '.join(self.aliases)})" if self.aliases else self.label
+
+    def inputs(self) -> dict[str, int] | None:
+        raw = self.tags.get("lakeforge.inputs")
+        return {str(k): int(v) for k, v in json.loads(raw).items()} if raw else None
+
+
+def _side(tracking: Any, model: Any, wanted: str) -> Side:
+    version = model_version(tracking, model, wanted)
+    run = training_run(tracking, model, version)
+    number = int(version.version)
+    aliases = tuple(sorted(a for a, v in model.aliases.items() if int(v) == number))
+    start = run.info.start_time
+    return Side(
+        f"v{number}",
+        aliases,
+        dict(version.tags or {}),
+        str(run.info.run_id),
+        datetime.fromtimestamp(start / 1000, tz=UTC) if start else None,
+        dict(run.data.metrics),
+        dict(run.data.params),
+        dict(run.data.tags),
+    )
+
+
+# -- text --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Column:
+    """A table column: its header (and the group header above it), cells, and alignment."""
+
+    header: str
+    cells: list[str]
+    right: bool = True
+    group: str = ""
+
+    @property
+    def width(self) -> int:
+        return max([len(self.header), *(len(c) for c in self.cells)])
+
+
+def _fit(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _lines(keys: Sequence[Column], rest: Sequence[Column]) -> list[str]:
+    """``keys`` then ``rest`` as aligned rows; a group header line when any column has a group."""
+    columns = [*keys, *rest]
+    widths = [c.width for c in columns]
+    out = []
+    if any(c.group for c in columns):
+        groups, i = [], 0
+        while i < len(columns):
+            j = i
+            while j + 1 < len(columns) and columns[j + 1].group == columns[i].group:
+                j += 1
+            span = sum(widths[i : j + 1]) + len(GAP) * (j - i)
+            groups.append(columns[i].group.center(span) if columns[i].group else " " * span)
+            i = j + 1
+        out.append(GAP + GAP.join(groups))
+    cells = [[c.header, *c.cells] for c in columns]
+    for row in zip(*cells, strict=True):
+        parts = [
+            (text.rjust(w) if c.right else text.ljust(w)) for text, w, c in zip(row, widths, columns, strict=True)
+        ]
+        out.append((GAP + GAP.join(parts)).rstrip())
+    return out
+
+
+def _table(keys: Sequence[Column], rest: Sequence[Column], width: int = WIDTH) -> list[str]:
+    """The table, its ``rest`` columns wrapped by group onto further tables (each repeating ``keys``)."""
+    groups: dict[str, list[Column]] = {}
+    for column in rest:
+        groups.setdefault(column.group or column.header, []).append(column)
+    base = len(GAP) + sum(c.width + len(GAP) for c in keys)
+    chunks: list[list[Column]] = [[]]
+    used = base
+    for members in groups.values():
+        need = sum(c.width + len(GAP) for c in members)
+        if chunks[-1] and used + need > width:
+            chunks.append([])
+            used = base
+        chunks[-1].extend(members)
+        used += need
+    out: list[str] = []
+    for number, chunk in enumerate(chunks):
+        out += ([""] if number else []) + _lines(keys, chunk)
+    return out
+
+
+def _number(value: float | None, decimals: int, count: bool = False) -> str:
+    if value is None:
+        return "-"
+    if math.isnan(value):
+        return "nan"
+    return f"{int(value):,}" if count else f"{value:.{decimals}f}"
+
+
+def _delta(metric: str, left: float | None, right: float | None, decimals: int, sides: tuple[Side, Side]) -> str:
+    """``right - left``, and for a known metric the label of the side that did better (``=`` on a tie)."""
+    if left is None or right is None or math.isnan(left) or math.isnan(right):
+        return ""
+    diff = right - left
+    if metric == ROWS:
+        return f"{int(diff):+,}"
+    if metric not in METRICS:  # no known direction (a count, a custom metric): the difference only
+        return f"{diff:+.{decimals}f}"
+    better = "=" if diff == 0 else (sides[0] if (diff > 0) == (metric in LOWER_IS_BETTER) else sides[1]).label
+    return f"{diff:+.{decimals}f} {better}"
+
+
+@dataclass(frozen=True)
+class _Metrics:
+    """A run's metrics sorted by kind: per split, the baseline's per split, slices, and the rest."""
+
+    splits: dict[str, dict[str, float]]
+    baseline: dict[str, dict[str, float]]
+    slices: dict[tuple[str, str], dict[str, dict[str, float]]]  # (split, column) -> value -> metric -> v
+    other: dict[str, float]
+
+
+def sort_metrics(metrics: dict[str, float]) -> _Metrics:
+    """Sort ``<split>.<m>``, ``baseline.<split>.<m>``, ``<split>.slice.<column>.<value>.<m>``, the rest."""
+    splits: dict[str, dict[str, float]] = defaultdict(dict)
+    baseline: dict[str, dict[str, float]] = defaultdict(dict)
+    slices: dict[tuple[str, str], dict[str, dict[str, float]]] = defaultdict(lambda: defaultdict(dict))
+    other: dict[str, float] = {}
+    for key, value in metrics.items():
+        parts = key.split(".")
+        if len(parts) >= 5 and parts[0] in SPLIT_NAMES and parts[1] == "slice":
+            slices[(parts[0], parts[2])][".".join(parts[3:-1])][parts[-1]] = value
+        elif len(parts) == 3 and parts[0] == "baseline" and parts[1] in SPLIT_NAMES:
+            baseline[parts[1]][parts[2]] = value
+        elif len(parts) == 2 and parts[0] in SPLIT_NAMES:
+            splits[parts[0]][parts[1]] = value
+        else:
+            other[key] = value
+    return _Metrics(dict(splits), dict(baseline), {k: dict(v) for k, v in slices.items()}, other)
+
+
+def _ordered(names: Iterable[str], first: str | None = None) -> list[str]:
+    """Metric names: ``first`` (the primary metric) first, then by name, ``rows`` last."""
+    unique = set(names)
+    return sorted(unique, key=lambda n: (n == ROWS, n != first, n))
+
+
+def _metric_table(
+    title: str, left: dict[str, dict[str, float]], right: dict[str, dict[str, float]], sides: tuple[Side, Side]
+) -> list[str]:
+    """One row per ``<group>.<metric>``: both values, the difference and the side that did better."""
+    groups = [s for s in SPLIT_NAMES if s in left or s in right]
+    groups += sorted((set(left) | set(right)) - set(groups))
+    keys: list[str] = []
+    cells: tuple[list[str], list[str], list[str]] = ([], [], [])
+    for group in groups:
+        a, b = left.get(group, {}), right.get(group, {})
+        for metric in _ordered([*a, *b]):
+            leaf = metric.rsplit(".", 1)[-1]
+            count = leaf == ROWS
+            keys.append(f"{group}.{metric}" if group else metric)
+            cells[0].append(_number(a.get(metric), 6, count))
+            cells[1].append(_number(b.get(metric), 6, count))
+            cells[2].append(_delta(leaf, a.get(metric), b.get(metric), 6, sides))
+    if not keys:
+        return []
+    rest = [Column(sides[0].heading, cells[0]), Column(sides[1].heading, cells[1])]
+    rest.append(Column(f"Δ {sides[1].label} - {sides[0].label}", cells[2]))
+    return ["", title, *_lines([Column("metric", keys, right=False)], rest)]
+
+
+def _slice_tables(left: _Metrics, right: _Metrics, sides: tuple[Side, Side], primary: str | None) -> list[str]:
+    out: list[str] = []
+    for split, column in sorted(set(left.slices) | set(right.slices)):
+        a, b = left.slices.get((split, column), {}), right.slices.get((split, column), {})
+        names = sorted(set(a) | set(b), key=_natural)
+        metrics = _ordered([m for v in names for m in (*a.get(v, {}), *b.get(v, {}))], primary)
+        rest = []
+        for metric in [ROWS, *[m for m in metrics if m != ROWS]]:
+            decimals, count = 4, metric == ROWS
+            got = [(a.get(v, {}).get(metric), b.get(v, {}).get(metric)) for v in names]
+            rest.append(Column(sides[0].label, [_number(x, decimals, count) for x, _ in got], group=metric))
+            rest.append(Column(sides[1].label, [_number(y, decimals, count) for _, y in got], group=metric))
+            rest.append(Column("Δ", [_delta(metric, x, y, decimals, sides) for x, y in got], group=metric))
+        out += ["", f"{split} slices by '{column}' ({len(names)} values; Δ = {sides[1].label} - {sides[0].label})"]
+        out += _table([Column(column, names, right=False)], rest)
+    return out
+
+
+def _natural(value: str) -> tuple[int, float, str]:
+    try:
+        return (0, float(value), value)
+    except ValueError:
+        return (1, 0.0, value)
+
+
+def _pairs_table(title: str, rows: list[tuple[str, str, str]], sides: tuple[Side, Side]) -> list[str]:
+    """Key / left / right rows, ``*`` marking the ones that differ; values cut to fit the width."""
+    if not rows:
+        return []
+    key_width = max(len(k) for k, _, _ in rows)
+    room = max(12, (WIDTH - 4 - key_width - 3 * len(GAP)) // 2)
+    marks = ["*" if a != b else "" for _, a, b in rows]
+    keys = [Column("", marks, right=False), Column("", [k for k, _, _ in rows], right=False)]
+    rest = [
+        Column(sides[0].heading, [_fit(a, room) for _, a, _ in rows], right=False),
+        Column(sides[1].heading, [_fit(b, room) for _, _, b in rows], right=False),
+    ]
+    return ["", title, *_lines(keys, rest)]
+
+
+def _code(side: Side) -> str:
+    commit = side.tags.get("lakeforge.git_commit")
+    if not commit or commit == "None":
+        return "unknown (not a git checkout)"
+    dirty = side.tags.get("lakeforge.git_dirty")
+    state = {"true": "dirty", "false": "clean"}.get(str(dirty), "state unknown")
+    return f"{commit[:12]} ({state})"
+
+
+def _gate(side: Side) -> str:
+    decision = side.version_tags.get("lakeforge.gate.decision")
+    return decision or "not evaluated"
+
+
+def _summary(sides: tuple[Side, Side]) -> list[tuple[str, str, str]]:
+    def row(name: str, get: Any) -> tuple[str, str, str]:
+        return (name, str(get(sides[0])), str(get(sides[1])))
+
+    return [
+        row("run", lambda s: s.run_id),
+        row("trained at", lambda s: f"{s.started:%Y-%m-%d %H:%M} UTC" if s.started else "-"),
+        row("run_date", lambda s: s.tags.get("lakeforge.run_date", "-")),
+        row("code", _code),
+        row("config hash", lambda s: s.tags.get("lakeforge.config_hash", "-")),
+        row("seed", lambda s: s.tags.get("lakeforge.seed", s.params.get("seed", "-"))),
+        row("gate", _gate),
+    ]
+
+
+def _data_rows(sides: tuple[Side, Side]) -> list[tuple[str, str, str]]:
+    inputs = [s.inputs() for s in sides]
+    tables = sorted(set(inputs[0] or {}) | set(inputs[1] or {}))
+    if not tables:
+        return [("tables", "not recorded", "not recorded")]
+
+    def version(found: dict[str, int] | None, table: str) -> str:
+        if found is None:
+            return "not recorded"
+        return f"version {found[table]}" if table in found else "not read"
+
+    return [(t, version(inputs[0], t), version(inputs[1], t)) for t in tables]
+
+
+def _gate_reasons(sides: tuple[Side, Side]) -> list[str]:
+    out = []
+    for side in sides:
+        reason = side.version_tags.get("lakeforge.gate.reason")
+        if reason:
+            text = f"gate {side.label}: {_gate(side)}: {reason}"
+            out += textwrap.wrap(text, WIDTH - 2, initial_indent=GAP, subsequent_indent=GAP + "  ")
+    return out
+
+
+def render(model: str, sides: tuple[Side, Side], primary: str | None = None) -> str:
+    """The comparison of two sides as text (each line at most ~100 columns), ending with a newline."""
+    left, right = sort_metrics(sides[0].metrics), sort_metrics(sides[1].metrics)
+    lines = [f"model '{model}': {sides[0].heading} vs {sides[1].heading}"]
+    lines += _pairs_table("run", _summary(sides), sides)
+    lines += _gate_reasons(sides)
+    lines += _metric_table("metrics", left.splits, right.splits, sides)
+    lines += _metric_table("baseline (the gate's simple model)", left.baseline, right.baseline, sides)
+    if left.other or right.other:
+        lines += _metric_table("other metrics", {"": left.other}, {"": right.other}, sides)
+    lines += _slice_tables(left, right, sides, primary)
+    params = sorted(set(sides[0].params) | set(sides[1].params))
+    rows = [(p, sides[0].params.get(p, "-"), sides[1].params.get(p, "-")) for p in params]
+    lines += _pairs_table("params (* differs)", rows, sides)
+    lines += _pairs_table("data versions (* differs)", _data_rows(sides), sides)
+    return "\n".join(line.replace("\n", " ") for line in lines) + "\n"
+
+
+def _primary_metric(cfg: Any, model: str) -> str | None:
+    """The project's primary metric for ``model`` when the composed config is that model's."""
+    composed = cfg.get("model") if cfg is not None else None
+    if composed is not None and str(composed.get("name")) == model:
+        return str(composed.get("primary_metric") or "") or None
+    return None
+
+
+def compare_versions(cfg: Any, model: str, left: str | None, right: str | None) -> str:
+    """The text `lakeforge compare` prints: ``left`` vs ``right`` (default: champion vs challenger)."""
+    from lakeforge.tracking.store import connect
+
+    tracking = connect(cfg)
+    registered = registered_model(tracking, model)
+    if left is None or right is None:
+        left, right = default_pair(tracking, registered)
+    sides = (_side(tracking, registered, left), _side(tracking, registered, right))
+    return render(str(registered.name), sides, _primary_metric(cfg, model))
