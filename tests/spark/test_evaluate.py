@@ -57,7 +57,9 @@ def test_gate_promotes_refuses_rolls_back_and_records_each_move(spark: Any, tmp_
     worse = cfg.copy()
     worse.model.params = {"n_estimators": 1, "num_leaves": 2, "verbose": -1}
     train(spark, worse, catalog, _lineage("train"))
-    with pytest.raises(ModelGateError, match=r"demo_model v2 refused by the gate \(champion stays v1\): .*champion"):
+    with pytest.raises(
+        ModelGateError, match=r"demo_model v2 refused by the gate \(champion stays v1\): failed .*champion"
+    ):
         evaluate_step(spark, worse, catalog, _lineage("evaluate"))
     aliases = client.get_registered_model("demo_model").aliases
     assert aliases == {"champion": 1, "challenger": 2}

@@ -69,7 +69,10 @@ def test_a_grid_nests_its_trials_and_registers_the_best_on_validation(spark: Any
     assert [str(v.version) for v in versions] == ["1"] and versions[0].run_id == best
     assert client.get_registered_model("demo_model").aliases == {"challenger": 1}
     assert versions[0].tags["lakeforge.run_id"] == best and versions[0].tags["lakeforge.run_date"] == "2024-06-10"
-    assert parent.data.tags["lakeforge.sweep.best_run_id"] == best and parent.data.tags["lakeforge.sweep.best_version"] == "1"
+    assert (
+        parent.data.tags["lakeforge.sweep.best_run_id"] == best
+        and parent.data.tags["lakeforge.sweep.best_version"] == "1"
+    )
     assert json.loads(parent.data.tags["lakeforge.sweep.best_params"]) == result.best.params
     assert parent.data.metrics["best.validation.roc_auc"] == validation[best]
     assert parent.data.params["sweep.model.params.num_leaves"] == "2,7,15"

@@ -19,10 +19,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from lakeforge.config.schema_ml import METRICS
-from lakeforge.errors import RegistryError, did_you_mean
+from lakeforge.errors import RegistryError
+from lakeforge.tracking.registry import CHALLENGER, CHAMPION, model_version, registered_model
 from lakeforge.training.gate import LOWER_IS_BETTER
 
-CHAMPION, CHALLENGER = "champion", "challenger"
 WIDTH = 100
 SPLIT_NAMES = ("train", "validation", "test")  # as training.data.SPLITS, without importing Spark's side
 GAP = "  "
@@ -32,84 +32,48 @@ ROWS = "rows"
 # -- the registry ------------------------------------------------------------------------------
 
 
-def _not_found(exc: Exception) -> bool:
-    return getattr(exc, "error_code", "") in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE")
-
-
-def registered_model(tracking: Any, name: str) -> Any:
-    """The registered model ``name``; a RegistryError naming the registered ones if there is none."""
-    from mlflow.exceptions import MlflowException
-
-    try:
-        return tracking.client.get_registered_model(name)
-    except MlflowException as exc:
-        if not _not_found(exc):
-            raise
-    names = sorted(str(m.name) for m in tracking.client.search_registered_models(max_results=1000))
-    if not names:
-        raise RegistryError(
-            f"no registered model '{name}': the store {tracking.uri} has none yet; train one with `lakeforge run train`"
-        )
-    raise RegistryError(f"no registered model '{name}'{did_you_mean(name, names)}; registered: {', '.join(names)}")
-
-
-def version_numbers(tracking: Any, name: str) -> list[int]:
-    """Every version of registered model ``name``, ascending."""
-    quoted = name.replace("'", "\\'")
-    return sorted(int(v.version) for v in tracking.client.search_model_versions(f"name = '{quoted}'"))
-
-
-def _known_versions(tracking: Any, model: Any) -> str:
-    """``1, 2, 3 (champion: v2, challenger: v3)``: what a user may ask for."""
-    listed = ", ".join(str(v) for v in version_numbers(tracking, str(model.name))) or "none"
+def _known_versions(client: Any, model: Any) -> str:
+    """``1, 2, 3 (challenger: v3, champion: v2)``: what a user may ask for."""
+    quoted = str(model.name).replace("'", "\\'")
+    numbers = sorted(int(v.version) for v in client.search_model_versions(f"name = '{quoted}'"))
     aliases = ", ".join(f"{alias}: v{v}" for alias, v in sorted(model.aliases.items()))
+    listed = ", ".join(map(str, numbers)) or "none"
     return f"{listed} ({aliases})" if aliases else listed
 
 
-def model_version(tracking: Any, model: Any, wanted: str) -> Any:
+def pick_version(client: Any, model: Any, wanted: str) -> Any:
     """The ModelVersion ``wanted`` names: ``3``, ``v3`` or an alias such as ``champion``."""
-    from mlflow.exceptions import MlflowException
-
     text = str(wanted).strip()
-    number = text[1:] if text[:1] in ("v", "V") and text[1:].isdigit() else text
-    if not number.isdigit():
-        if text not in model.aliases:
-            raise RegistryError(
-                f"model '{model.name}' has no version or alias '{text}'; versions: {_known_versions(tracking, model)}"
-            )
-        number = str(model.aliases[text])
-    try:
-        return tracking.client.get_model_version(str(model.name), number)
-    except MlflowException as exc:
-        if not _not_found(exc):
-            raise
-    raise RegistryError(
-        f"model '{model.name}' has no version {number}; versions: {_known_versions(tracking, model)}"
-    ) from None
+    if text in model.aliases:
+        text = str(model.aliases[text])
+    elif not text.removeprefix("v").isdigit():
+        raise RegistryError(
+            f"model '{model.name}' has no version or alias '{text}'; versions: {_known_versions(client, model)}"
+        )
+    return model_version(client, str(model.name), text)
 
 
-def training_run(tracking: Any, model: Any, version: Any) -> Any:
+def training_run(client: Any, model: Any, version: Any) -> Any:
     """The MLflow run that trained ``version`` (RegistryError when it is not recorded or was deleted)."""
     from mlflow.exceptions import MlflowException
 
     if not version.run_id:
         raise RegistryError(f"model '{model.name}' v{version.version} records no training run (registered by hand?)")
     try:
-        return tracking.client.get_run(version.run_id)
+        return client.get_run(version.run_id)
     except MlflowException as exc:
-        if not _not_found(exc):
+        if getattr(exc, "error_code", "") != "RESOURCE_DOES_NOT_EXIST":
             raise
     raise RegistryError(
-        f"model '{model.name}' v{version.version}: its training run {version.run_id} is not in {tracking.uri} "
-        "(deleted?)"
+        f"model '{model.name}' v{version.version}: its training run {version.run_id} no longer exists (deleted?)"
     ) from None
 
 
-def default_pair(tracking: Any, model: Any) -> tuple[str, str]:
+def default_pair(client: Any, model: Any) -> tuple[str, str]:
     """The champion's and the challenger's version numbers, or a RegistryError saying what is missing."""
     name = str(model.name)
     champion, challenger = model.aliases.get(CHAMPION), model.aliases.get(CHALLENGER)
-    explicit = f"`lakeforge compare {name} V1 V2` (versions: {_known_versions(tracking, model)})"
+    explicit = f"`lakeforge compare {name} V1 V2` (versions: {_known_versions(client, model)})"
     if champion is None:
         raise RegistryError(
             f"model '{name}' has no champion yet: run the gate with `lakeforge run evaluate` (or "
@@ -153,9 +117,9 @@ class Side:
         return {str(k): int(v) for k, v in json.loads(raw).items()} if raw else None
 
 
-def _side(tracking: Any, model: Any, wanted: str) -> Side:
-    version = model_version(tracking, model, wanted)
-    run = training_run(tracking, model, version)
+def _side(client: Any, model: Any, wanted: str) -> Side:
+    version = pick_version(client, model, wanted)
+    run = training_run(client, model, version)
     number = int(version.version)
     aliases = tuple(sorted(a for a, v in model.aliases.items() if int(v) == number))
     start = run.info.start_time
@@ -206,12 +170,10 @@ def _lines(keys: Sequence[Column], rest: Sequence[Column]) -> list[str]:
             span = sum(widths[i : j + 1]) + len(GAP) * (j - i)
             groups.append(columns[i].group.center(span) if columns[i].group else " " * span)
             i = j + 1
-        out.append(GAP + GAP.join(groups))
+        out.append((GAP + GAP.join(groups)).rstrip())
     cells = [[c.header, *c.cells] for c in columns]
     for row in zip(*cells, strict=True):
-        parts = [
-            (text.rjust(w) if c.right else text.ljust(w)) for text, w, c in zip(row, widths, columns, strict=True)
-        ]
+        parts = [(text.rjust(w) if c.right else text.ljust(w)) for text, w, c in zip(row, widths, columns, strict=True)]
         out.append((GAP + GAP.join(parts)).rstrip())
     return out
 
@@ -294,19 +256,25 @@ def _ordered(names: Iterable[str], first: str | None = None) -> list[str]:
 
 
 def _metric_table(
-    title: str, left: dict[str, dict[str, float]], right: dict[str, dict[str, float]], sides: tuple[Side, Side]
+    title: str,
+    left: dict[str, dict[str, float]],
+    right: dict[str, dict[str, float]],
+    sides: tuple[Side, Side],
+    primary: str | None,
+    prefix: str = "",
 ) -> list[str]:
-    """One row per ``<group>.<metric>``: both values, the difference and the side that did better."""
+    """One row per metric as logged (``<prefix><group>.<metric>``): both values, the difference and the
+    side that did better."""
     groups = [s for s in SPLIT_NAMES if s in left or s in right]
     groups += sorted((set(left) | set(right)) - set(groups))
     keys: list[str] = []
     cells: tuple[list[str], list[str], list[str]] = ([], [], [])
     for group in groups:
         a, b = left.get(group, {}), right.get(group, {})
-        for metric in _ordered([*a, *b]):
+        for metric in _ordered([*a, *b], primary):
             leaf = metric.rsplit(".", 1)[-1]
             count = leaf == ROWS
-            keys.append(f"{group}.{metric}" if group else metric)
+            keys.append(f"{prefix}{group}.{metric}" if group else metric)
             cells[0].append(_number(a.get(metric), 6, count))
             cells[1].append(_number(b.get(metric), 6, count))
             cells[2].append(_delta(leaf, a.get(metric), b.get(metric), 6, sides))
@@ -416,10 +384,12 @@ def render(model: str, sides: tuple[Side, Side], primary: str | None = None) -> 
     lines = [f"model '{model}': {sides[0].heading} vs {sides[1].heading}"]
     lines += _pairs_table("run", _summary(sides), sides)
     lines += _gate_reasons(sides)
-    lines += _metric_table("metrics", left.splits, right.splits, sides)
-    lines += _metric_table("baseline (the gate's simple model)", left.baseline, right.baseline, sides)
+    lines += _metric_table("metrics", left.splits, right.splits, sides, primary)
+    lines += _metric_table(
+        "baseline (the gate's simple model)", left.baseline, right.baseline, sides, primary, "baseline."
+    )
     if left.other or right.other:
-        lines += _metric_table("other metrics", {"": left.other}, {"": right.other}, sides)
+        lines += _metric_table("other metrics", {"": left.other}, {"": right.other}, sides, primary)
     lines += _slice_tables(left, right, sides, primary)
     params = sorted(set(sides[0].params) | set(sides[1].params))
     rows = [(p, sides[0].params.get(p, "-"), sides[1].params.get(p, "-")) for p in params]
@@ -440,9 +410,9 @@ def compare_versions(cfg: Any, model: str, left: str | None, right: str | None) 
     """The text `lakeforge compare` prints: ``left`` vs ``right`` (default: champion vs challenger)."""
     from lakeforge.tracking.store import connect
 
-    tracking = connect(cfg)
-    registered = registered_model(tracking, model)
+    client = connect(cfg).client
+    registered = registered_model(client, model)
     if left is None or right is None:
-        left, right = default_pair(tracking, registered)
-    sides = (_side(tracking, registered, left), _side(tracking, registered, right))
+        left, right = default_pair(client, registered)
+    sides = (_side(client, registered, left), _side(client, registered, right))
     return render(str(registered.name), sides, _primary_metric(cfg, model))

@@ -57,10 +57,9 @@ class Evaluation:
         lines = [f"{self.model} v{self.challenger} vs {against} on {self.rows:,} test rows: {verdict}"]
         for check in self.decision.checks:
             lines.append(f"  {check.status:<7} {check.name:<22} {check.reason}")
-        shown = "  ".join(
-            f"{role} " + ", ".join(f"{m} {v:.4f}" for m, v in values.items()) for role, values in self.metrics.items()
-        )
-        lines.append(f"  test metrics: {shown}")
+        lines.append("  test metrics:")
+        for role, values in self.metrics.items():
+            lines.append(f"    {role:<10} " + ", ".join(f"{m} {v:.4f}" for m, v in values.items()))
         lines.append(f"  recorded in MLflow run {self.run_id} and {self.report_path}")
         return "\n".join(lines)
 
@@ -220,8 +219,11 @@ def evaluate(spark: Any, cfg: Any, catalog: Any, lineage: Any, version: str | No
 def refusal(evaluation: Evaluation) -> ModelGateError:
     """The error of a refused challenger: the failed checks, and which champion stays."""
     kept = f"champion stays v{evaluation.champion}" if evaluation.champion else "there is still no champion"
-    failed = "; ".join(f"{c.name}: {c.reason}" for c in evaluation.decision.failed)
-    return ModelGateError(f"{evaluation.model} v{evaluation.challenger} refused by the gate ({kept}): {failed}")
+    failed = ", ".join(c.name for c in evaluation.decision.failed)
+    return ModelGateError(
+        f"{evaluation.model} v{evaluation.challenger} refused by the gate ({kept}): failed {failed} "
+        f"(each check's values in {evaluation.report_path} and MLflow run {evaluation.run_id})"
+    )
 
 
 def _dvc_metrics(report: dict[str, Any]) -> dict[str, Any]:

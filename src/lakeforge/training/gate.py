@@ -93,7 +93,7 @@ def _against(
         _status(delta >= margin),
         delta,
         margin,
-        f"{primary} {new:.4f} vs {other} {old:.4f}: {delta:+.4f} better, needs {margin:+.4f}",
+        f"{primary} {new:.4f} vs {other} {old:.4f}: gain {delta:+.4f}, needs at least {margin:+.4f}",
     )
 
 

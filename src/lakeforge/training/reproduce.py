@@ -27,7 +27,8 @@ from lakeforge.config.hydra_errors import unknown_key_message
 from lakeforge.config.schema import LakeforgeConfig
 from lakeforge.errors import ConfigError, ReproductionError, TableError
 from lakeforge.lake.delta_common import open_table, snapshot_files
-from lakeforge.training.compare import model_version, registered_model, training_run
+from lakeforge.tracking.registry import registered_model
+from lakeforge.training.compare import pick_version, training_run
 from lakeforge.training.run import COMPOSED_CONFIG, fit_and_log, prepare
 
 log = logging.getLogger(__name__)
@@ -153,8 +154,9 @@ class Reproduction:
         more = len(shown) - SHOWN_DIFFERENCES
         listed = "; ".join(shown[:SHOWN_DIFFERENCES]) + (f"; and {more} more" if more > 0 else "")
         return (
-            f"{self._summary()}: {listed} (recorded run {self.recorded_run_id}, reproduction run {self.run_id}; "
-            f"`lakeforge compare` the runs' params and data, or look for randomness the seed does not control)"
+            f"{self._summary()}: {listed} (recorded run {self.recorded_run_id}, reproduction run {self.run_id}); "
+            "the config, data versions and seed were the recorded ones, so look for randomness the seed does not "
+            "control (rand() in a feature, an estimator without a seed) or changed packages (the runs' pkg.* tags)"
         )
 
     def describe(self) -> str:
@@ -255,9 +257,9 @@ def reproduce(spark: Any, cfg: Any, catalog: Any, lineage: Any, model: str, vers
     from lakeforge.tracking.store import connect
 
     tracking = connect(cfg)
-    registered = registered_model(tracking, model)
-    found = model_version(tracking, registered, version)
-    run = training_run(tracking, registered, found)
+    registered = registered_model(tracking.client, model)
+    found = pick_version(tracking.client, registered, version)
+    run = training_run(tracking.client, registered, found)
     number, run_id = str(found.version), str(run.info.run_id)
     what = f"{registered.name} v{number}"
     inputs = _recorded_inputs(run, what)
@@ -270,8 +272,7 @@ def reproduce(spark: Any, cfg: Any, catalog: Any, lineage: Any, model: str, vers
     prepared = prepare(spark, rebuilt, catalog, pinned=inputs)
     if prepared.inputs != inputs:
         raise ReproductionError(
-            f"cannot reproduce {what}: the recorded config read tables {prepared.inputs}, "
-            f"but the run recorded {inputs}"
+            f"cannot reproduce {what}: the recorded config read tables {prepared.inputs}, but the run recorded {inputs}"
         )
     result = fit_and_log(
         spark, rebuilt, catalog, replace(lineage, config_hash=config_hash(rebuilt)), prepared, register=False
