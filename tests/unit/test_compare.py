@@ -135,7 +135,7 @@ def test_champion_vs_challenger_by_default(store: Any) -> None:
     assert _row(text, "test.log_loss") == ["test.log_loss", "0.600000", "0.580000", "-0.020000 v2"]
     assert _row(text, "test.rows") == ["test.rows", "1,000", "1,100", "+100"]
     assert _row(text, "baseline.test.roc_auc") == ["baseline.test.roc_auc", "0.650000", "0.650000", "+0.000000 ="]
-    assert _row(text, "dropped_null_labels") == ["dropped_null_labels", "12.000000", "12.000000", "+0.000000"]
+    assert _row(text, "dropped_null_labels") == ["dropped_null_labels", "12", "12", "+0"]  # a count
     # 16 carriers x 5 metrics: one table per slice column, values as rows, wrapped to fit.
     assert "test slices by 'carrier' (16 values; Δ = v2 - v1)" in text
     assert _row(text, "HA")[:6] == ["HA", "108", "108", "+0", "0.5800", "0.6000"]

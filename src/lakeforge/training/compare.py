@@ -20,7 +20,7 @@ from typing import Any
 
 from lakeforge.config.schema_ml import METRICS
 from lakeforge.errors import RegistryError
-from lakeforge.tracking.registry import CHALLENGER, CHAMPION, model_version, registered_model
+from lakeforge.tracking.registry import CHALLENGER, CHAMPION, GATE_TAG, model_version, registered_model
 from lakeforge.training.gate import LOWER_IS_BETTER
 
 WIDTH = 100
@@ -207,12 +207,18 @@ def _number(value: float | None, decimals: int, count: bool = False) -> str:
     return f"{int(value):,}" if count else f"{value:.{decimals}f}"
 
 
+def _integral(*values: float | None) -> bool:
+    """True when every value given is a whole number (a count such as ``dropped_null_labels``)."""
+    found = [v for v in values if v is not None]
+    return bool(found) and all(math.isfinite(v) and float(v).is_integer() for v in found)
+
+
 def _delta(metric: str, left: float | None, right: float | None, decimals: int, sides: tuple[Side, Side]) -> str:
     """``right - left``, and for a known metric the label of the side that did better (``=`` on a tie)."""
     if left is None or right is None or math.isnan(left) or math.isnan(right):
         return ""
     diff = right - left
-    if metric == ROWS:
+    if metric == ROWS or (metric not in METRICS and _integral(left, right)):
         return f"{int(diff):+,}"
     if metric not in METRICS:  # no known direction (a count, a custom metric): the difference only
         return f"{diff:+.{decimals}f}"
@@ -273,7 +279,7 @@ def _metric_table(
         a, b = left.get(group, {}), right.get(group, {})
         for metric in _ordered([*a, *b], primary):
             leaf = metric.rsplit(".", 1)[-1]
-            count = leaf == ROWS
+            count = leaf == ROWS or (leaf not in METRICS and _integral(a.get(metric), b.get(metric)))
             keys.append(f"{prefix}{group}.{metric}" if group else metric)
             cells[0].append(_number(a.get(metric), 6, count))
             cells[1].append(_number(b.get(metric), 6, count))
@@ -292,7 +298,7 @@ def _slice_tables(left: _Metrics, right: _Metrics, sides: tuple[Side, Side], pri
         names = sorted(set(a) | set(b), key=_natural)
         metrics = _ordered([m for v in names for m in (*a.get(v, {}), *b.get(v, {}))], primary)
         rest = []
-        for metric in [ROWS, *[m for m in metrics if m != ROWS]]:
+        for metric in [ROWS] * (ROWS in metrics) + [m for m in metrics if m != ROWS]:  # row counts first
             decimals, count = 4, metric == ROWS
             got = [(a.get(v, {}).get(metric), b.get(v, {}).get(metric)) for v in names]
             rest.append(Column(sides[0].label, [_number(x, decimals, count) for x, _ in got], group=metric))
@@ -314,10 +320,8 @@ def _pairs_table(title: str, rows: list[tuple[str, str, str]], sides: tuple[Side
     """Key / left / right rows, ``*`` marking the ones that differ; values cut to fit the width."""
     if not rows:
         return []
-    key_width = max(len(k) for k, _, _ in rows)
-    room = max(12, (WIDTH - 4 - key_width - 3 * len(GAP)) // 2)
-    marks = ["*" if a != b else "" for _, a, b in rows]
-    keys = [Column("", marks, right=False), Column("", [k for k, _, _ in rows], right=False)]
+    keys = [Column("", [f"{'*' if a != b else ' '} {k}" for k, a, b in rows], right=False)]
+    room = max(12, (WIDTH - 3 * len(GAP) - keys[0].width) // 2)
     rest = [
         Column(sides[0].heading, [_fit(a, room) for _, a, _ in rows], right=False),
         Column(sides[1].heading, [_fit(b, room) for _, _, b in rows], right=False),
@@ -335,7 +339,7 @@ def _code(side: Side) -> str:
 
 
 def _gate(side: Side) -> str:
-    decision = side.version_tags.get("lakeforge.gate.decision")
+    decision = side.version_tags.get(f"{GATE_TAG}.decision")
     return decision or "not evaluated"
 
 
@@ -371,7 +375,7 @@ def _data_rows(sides: tuple[Side, Side]) -> list[tuple[str, str, str]]:
 def _gate_reasons(sides: tuple[Side, Side]) -> list[str]:
     out = []
     for side in sides:
-        reason = side.version_tags.get("lakeforge.gate.reason")
+        reason = side.version_tags.get(f"{GATE_TAG}.reason")
         if reason:
             text = f"gate {side.label}: {_gate(side)}: {reason}"
             out += textwrap.wrap(text, WIDTH - 2, initial_indent=GAP, subsequent_indent=GAP + "  ")
