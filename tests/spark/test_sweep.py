@@ -34,6 +34,23 @@ def _composer(base: Any) -> Compose:
     return compose
 
 
+@pytest.fixture
+def cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty working directory: a sweep must leave nothing in it (no mlflow.db, mlruns/, multirun/)."""
+    folder = tmp_path / "cwd"
+    folder.mkdir()
+    monkeypatch.chdir(folder)
+    return folder
+
+
+def _conf_dir(tmp_path: Path, cfg: Any) -> Path:
+    """A conf/ holding the small project's config, for hydra.main (the Optuna sweeper)."""
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    (conf / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
+    return conf
+
+
 def _lineage() -> Lineage:
     return Lineage("job-sweep", git_commit="abc", git_dirty=False, config_hash="h", step="train")
 
@@ -45,7 +62,7 @@ def _children(client: Any, parent: str) -> list[Any]:
     return sorted(runs, key=lambda r: int(r.data.tags["lakeforge.sweep.trial"]))
 
 
-def test_a_grid_nests_its_trials_and_registers_the_best_on_validation(spark: Any, tmp_path: Path) -> None:
+def test_a_grid_nests_its_trials_and_registers_the_best_on_validation(spark: Any, tmp_path: Path, cwd: Path) -> None:
     import mlflow
 
     cfg, catalog = make_project(spark, tmp_path)
@@ -84,10 +101,10 @@ def test_a_grid_nests_its_trials_and_registers_the_best_on_validation(spark: Any
     assert table[0].split() == ["trial", "model.params.num_leaves", "validation.roc_auc", "test.roc_auc", "run"]
     assert [line.startswith("*") for line in table[1:4]] == [t is result.best for t in result.trials]
     assert table[-1].startswith(f"best: trial {result.best.number} (higher validation.roc_auc is better)")
-    assert not (tmp_path / "mlruns").exists() and not Path("mlflow.db").exists()
+    assert list(cwd.iterdir()) == [] and not (tmp_path / "mlruns").exists()
 
 
-def test_a_failing_trial_leaves_the_parent_failed_and_registers_nothing(spark: Any, tmp_path: Path) -> None:
+def test_a_failing_trial_leaves_the_parent_failed_and_registers_nothing(spark: Any, tmp_path: Path, cwd: Path) -> None:
     import mlflow
 
     cfg, catalog = make_project(spark, tmp_path)
@@ -98,24 +115,28 @@ def test_a_failing_trial_leaves_the_parent_failed_and_registers_nothing(spark: A
     plan = plan_sweep(["model.params.n_estimators=5", "model.splits.validation.end=-5d,-12d"], compose)
     with pytest.raises(DataValidationError, match=r"no labelled rows in split window\(s\) validation"):
         run_sweep(spark, catalog, _lineage(), plan)
+    # The same error from a trial of the Optuna sweeper reaches the caller as itself (Hydra neither prints nor exits).
+    optuna = ["hydra/sweeper=optuna", "hydra.sweeper.n_trials=2", "model.splits.validation.end=choice(-12d)"]
+    with pytest.raises(DataValidationError, match=r"no labelled rows in split window\(s\) validation"):
+        run_sweep(spark, catalog, _lineage(), plan_sweep(optuna, compose), conf_dir=_conf_dir(tmp_path, cfg))
 
     client = mlflow.MlflowClient()
-    (parent,) = client.search_runs(
-        [client.get_experiment_by_name("lakeforge/demo").experiment_id], filter_string="tags.`lakeforge.step` = 'sweep'"
+    experiment = client.get_experiment_by_name("lakeforge/demo").experiment_id
+    grid, sampled = sorted(
+        client.search_runs([experiment], filter_string="tags.`lakeforge.step` = 'sweep'"),
+        key=lambda r: r.data.tags["lakeforge.sweep.sampler"] == "optuna",
     )
-    assert parent.info.status == "FAILED"
-    assert [c.info.status for c in _children(client, parent.info.run_id)] == ["FINISHED"]
-    assert client.search_registered_models() == []
+    assert (grid.info.status, sampled.info.status) == ("FAILED", "FAILED")
+    assert [c.info.status for c in _children(client, grid.info.run_id)] == ["FINISHED"]
+    assert _children(client, sampled.info.run_id) == []
+    assert client.search_registered_models() == [] and list(cwd.iterdir()) == []
 
 
-def test_an_optuna_sweep_is_seeded_and_nests_its_trials(spark: Any, tmp_path: Path) -> None:
+def test_an_optuna_sweep_is_seeded_and_nests_its_trials(spark: Any, tmp_path: Path, cwd: Path) -> None:
     import mlflow
     import optuna
 
     cfg, catalog = make_project(spark, tmp_path)
-    conf = tmp_path / "conf"
-    conf.mkdir()
-    (conf / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
     overrides = [
         "hydra/sweeper=optuna",
         "hydra.sweeper.n_trials=3",
@@ -124,7 +145,7 @@ def test_an_optuna_sweep_is_seeded_and_nests_its_trials(spark: Any, tmp_path: Pa
     ]
     plan = plan_sweep(overrides, _composer(cfg))
 
-    result = run_sweep(spark, catalog, _lineage(), plan, conf_dir=conf)
+    result = run_sweep(spark, catalog, _lineage(), plan, conf_dir=_conf_dir(tmp_path, cfg))
 
     client = mlflow.MlflowClient()
     parent = client.get_run(result.parent_run_id)
@@ -146,4 +167,4 @@ def test_an_optuna_sweep_is_seeded_and_nests_its_trials(spark: Any, tmp_path: Pa
     # Hydra wrote only the sweeper's result, under the git-ignored reports/.
     written = sorted(p.relative_to(tmp_path).as_posix() for p in (tmp_path / "reports").rglob("*") if p.is_file())
     assert written == ["reports/sweeps/demo_model/job-sweep/optimization_results.yaml"]
-    assert not Path("multirun").exists() and not Path("outputs").exists() and not (tmp_path / "multirun").exists()
+    assert list(cwd.iterdir()) == [] and not (tmp_path / "multirun").exists()

@@ -88,10 +88,10 @@ def test_a_plain_override_passes_through_to_every_trial() -> None:
 def test_an_ill_typed_trial_is_refused_up_front_naming_its_override() -> None:
     with pytest.raises(
         ConfigError,
-        match=r"^sweep override 'model.params.num_leaves=15,many': value many: "
+        match=r"^sweep override 'model.params.num_leaves=many,15': value many: "
         r"LGBMClassifier expects an integer \(default 31\), got 'many' \(str\)$",
     ):
-        plan_sweep(["run_date=2013-10-15", "model.params.num_leaves=15,many"], compose)
+        plan_sweep(["run_date=2013-10-15", "model.params.num_leaves=many,15"], compose)
 
 
 def test_an_unknown_key_or_class_is_refused_naming_its_override() -> None:
@@ -101,11 +101,11 @@ def test_an_unknown_key_or_class_is_refused_naming_its_override() -> None:
         plan_sweep(["run_date=2013-10-15", "model.params.num_leaf=15,31"], compose)
     with pytest.raises(
         ConfigError,
-        match=r"^sweep override 'model.estimator._target_=lightgbm.LGBMClassifier,lightgbm.LGBMClasifier': "
+        match=r"^sweep override 'model.estimator._target_=lightgbm.LGBMClasifier,lightgbm.LGBMClassifier': "
         r"value lightgbm.LGBMClasifier: cannot import .*did you mean 'LGBMClassifier'",
     ):
         plan_sweep(
-            ["run_date=2013-10-15", "model.estimator._target_=lightgbm.LGBMClassifier,lightgbm.LGBMClasifier"], compose
+            ["run_date=2013-10-15", "model.estimator._target_=lightgbm.LGBMClasifier,lightgbm.LGBMClassifier"], compose
         )
 
 
@@ -116,3 +116,26 @@ def test_optuna_bounds_are_checked_and_a_float_interval_on_an_integer_is_explain
         r"integer .*; sample integers with int\(interval\(low,high\)\)$",
     ):
         plan_sweep(["hydra/sweeper=optuna", "run_date=2013-10-15", "model.params.num_leaves=interval(8,64)"], compose)
+
+
+def test_optuna_settings_are_checked_before_the_sweep_starts() -> None:
+    with pytest.raises(
+        ConfigError,
+        match=r"^override 'hydra.sweeper.n_trial=3': the Optuna sweeper has no setting 'n_trial' "
+        r"\(did you mean 'n_trials'.*\?\); it has sampler, direction, ",
+    ):
+        plan_sweep(["hydra/sweeper=optuna", "hydra.sweeper.n_trial=3", "run_date=2013-10-15"], compose)
+    with pytest.raises(
+        ConfigError,
+        match=r"^override 'hydra.sweeper.direction=minimize': the best trial is the one with the highest "
+        r"validation.roc_auc: drop the override or set hydra.sweeper.direction=maximize$",
+    ):
+        plan_sweep(
+            [
+                "hydra/sweeper=optuna",
+                "hydra.sweeper.direction=minimize",
+                "run_date=2013-10-15",
+                "model.params.num_leaves=7,15",
+            ],
+            compose,
+        )

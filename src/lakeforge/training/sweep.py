@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from lakeforge.config import config_hash
-from lakeforge.errors import ConfigError, LakeforgeError
+from lakeforge.errors import ConfigError, LakeforgeError, did_you_mean
 from lakeforge.features.build import spec_from_config
 from lakeforge.training.data import model_features, model_label, split_windows
 from lakeforge.training.estimator import build_baseline, build_estimator
@@ -82,39 +82,35 @@ class SweepSpec:
         ]
 
 
-def _key(override: Any) -> str:
-    return str(override.key_or_group)
-
-
 def parse_sweep(overrides: Sequence[str]) -> SweepSpec:
-    """Split a sweep's overrides into plain ones, axes and Hydra settings (Hydra's parser, Hydra's rule:
-    the last override of a key wins)."""
+    """Split a sweep's overrides into plain ones, axes and Hydra settings, with Hydra's parser and
+    Hydra's rule (a later override of a key replaces the earlier one)."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.core.override_parser.types import ValueType
     from hydra.errors import HydraException
 
     parser = OverridesParser.create()
     parsed: dict[str, tuple[Any, str]] = {}
-    hydra: list[str] = []
+    hydra: list[tuple[Any, str]] = []
     for text in overrides:
         try:
             (override,) = parser.parse_overrides([text])
         except HydraException as exc:
             raise ConfigError(f"cannot parse it: {str(exc).splitlines()[0]}", key=f"override '{text}'") from exc
-        key = _key(override)
-        if key == "hydra" or key.startswith(("hydra.", "hydra/")):
-            hydra.append(text)
+        if str(override.key_or_group).split(".")[0].split("/")[0] == "hydra":
+            hydra.append((override, text))
         else:
-            parsed.pop(override.get_key_element(), None)
             parsed[override.get_key_element()] = (override, text)
-    sweepers = [h for h in hydra if h.split("=", 1)[0].lstrip("+~") == "hydra/sweeper"]
-    optuna = any(h.split("=", 1)[-1] == "optuna" for h in sweepers)
+    sweepers = [(o.value(), text) for o, text in hydra if o.key_or_group == "hydra/sweeper"]
+    optuna = any(value == "optuna" for value, _ in sweepers)
     if sweepers and not optuna:
-        raise ConfigError("the sweepers are the grid (no hydra/sweeper) and 'optuna'", key=f"override '{sweepers[-1]}'")
+        raise ConfigError(
+            "the sweepers are the grid (no hydra/sweeper) and 'optuna'", key=f"override '{sweepers[-1][1]}'"
+        )
     if hydra and not optuna:
         raise ConfigError(
             "Hydra's own settings only matter to the Optuna sweeper: add hydra/sweeper=optuna or drop it",
-            key=f"override '{hydra[0]}'",
+            key=f"override '{hydra[0][1]}'",
         )
     fixed, axes = [], []
     for key, (override, text) in parsed.items():
@@ -122,19 +118,18 @@ def parse_sweep(overrides: Sequence[str]) -> SweepSpec:
             fixed.append(text)
         elif override.value_type is ValueType.GLOB_CHOICE_SWEEP:
             raise ConfigError("glob() is not supported in a sweep: list the options as a,b,c", key=f"override '{text}'")
+        elif override.is_interval_sweep() and not optuna:
+            raise ConfigError(
+                "interval() is a continuous range, which the grid cannot enumerate (Hydra's BasicSweeper does not "
+                "support sweep type INTERVAL_SWEEP either): list values as a,b,c, use choice(…) or range(…), or "
+                "sample it with hydra/sweeper=optuna",
+                key=f"override '{text}'",
+            )
         elif override.is_interval_sweep():
-            if not optuna:
-                raise ConfigError(
-                    "interval() is a continuous range, which the grid cannot enumerate (Hydra's BasicSweeper does "
-                    "not support sweep type INTERVAL_SWEEP either): list values as a,b,c, use choice(…) or "
-                    "range(…), or sample it with hydra/sweeper=optuna",
-                    key=f"override '{text}'",
-                )
-            value = override.value()
-            axes.append(Axis(key, text, (str(value.start), str(value.end))))
+            axes.append(Axis(key, text, (str(override.value().start), str(override.value().end))))
         else:
             axes.append(Axis(key, text, tuple(override.sweep_string_iterator())))
-    return SweepSpec(optuna, tuple(fixed), tuple(axes), tuple(hydra))
+    return SweepSpec(optuna, tuple(fixed), tuple(axes), tuple(text for _, text in hydra))
 
 
 @dataclass(frozen=True)
@@ -157,17 +152,11 @@ class SweepPlan:
     compose: Compose
 
 
-def _override_key(text: str) -> str:
-    return text.split("=", 1)[0].lstrip("+~").split("@", 1)[0]
-
-
 def _caused_by(key: str | None, override: str) -> bool:
     """Whether a problem at ``key`` comes from ``override`` (its key, a key under it, or the key of
     the node it sets, as in ``model.params`` for ``model.params.num_leaves``)."""
-    if not key:
-        return False
-    target = _override_key(override)
-    return target == key or target.startswith(f"{key}.") or key.endswith((f" {target}", f"'{target}"))
+    target = override.split("=", 1)[0].lstrip("+~").split("@", 1)[0]
+    return bool(key) and (target == key or target.startswith(f"{key}.") or str(key).endswith(f" {target}"))
 
 
 def checked_config(compose: Compose, overrides: Sequence[str], swept: Sequence[str], axes: Sequence[Axis]) -> Any:
@@ -200,12 +189,46 @@ def checked_config(compose: Compose, overrides: Sequence[str], swept: Sequence[s
     return cfg
 
 
+def primary_metric(model: Any) -> tuple[str, bool]:
+    """The metric the best trial is picked on (on validation), and whether lower is better."""
+    metric = str(model.get("primary_metric") or model.metrics[0])
+    return metric, metric in LOWER_IS_BETTER
+
+
+def _check_optuna_settings(spec: SweepSpec, model: Any) -> None:
+    """Refuse an unknown Optuna sweeper setting, and a direction against the primary metric's (the sweep
+    would optimise one way and pick the best the other), before Spark starts."""
+    from dataclasses import fields
+
+    from hydra_plugins.hydra_optuna_sweeper.config import OptunaSweeperConf
+
+    allowed = [f.name for f in fields(OptunaSweeperConf) if f.name not in ("_target_", "defaults")]
+    settings = {h.split("=", 1)[0].lstrip("+"): h for h in spec.hydra}
+    for key, text in settings.items():
+        name = key.removeprefix("hydra.sweeper.").split(".")[0]
+        if key.startswith("hydra.sweeper.") and name not in allowed:
+            raise ConfigError(
+                f"the Optuna sweeper has no setting '{name}'{did_you_mean(name, allowed)}; it has {', '.join(allowed)}",
+                key=f"override '{text}'",
+            )
+    metric, lower = primary_metric(model)
+    direction = "minimize" if lower else "maximize"
+    given = settings.get("hydra.sweeper.direction", f"={direction}").split("=", 1)[1]
+    if given != direction:
+        raise ConfigError(
+            f"the best trial is the one with the {'lowest' if lower else 'highest'} validation.{metric}: "
+            f"drop the override or set hydra.sweeper.direction={direction}",
+            key=f"override 'hydra.sweeper.direction={given}'",
+        )
+
+
 def plan_sweep(overrides: Sequence[str], compose: Compose) -> SweepPlan:
     """Parse the sweep and check every trial's config (the grid's every combination; for Optuna every
     choice and both bounds of every interval) before any data is read."""
     spec = parse_sweep(overrides)
     cfg = checked_config(compose, spec.fixed, (), ())  # a problem outside the swept values fails as usual
     if spec.optuna:
+        _check_optuna_settings(spec, cfg.model)
         for axis in spec.axes:
             for value in axis.values:
                 trial = (f"{axis.key}={value}",)
@@ -263,8 +286,7 @@ class _Sweep:
         self.tracking = connect(plan.cfg)
         model = plan.cfg.model
         self.model, self.run_date = str(model.name), str(run_date_of(plan.cfg))
-        self.metric = str(model.get("primary_metric") or model.metrics[0])
-        self.lower = self.metric in LOWER_IS_BETTER
+        self.metric, self.lower = primary_metric(model)
         self.given, self.pinned = dict(pinned), dict(pinned)
         self.data: dict[str, Prepared] = {}
         self.trials: list[Trial] = []
@@ -364,11 +386,11 @@ def run_sweep(
 
     ``conf_dir``: the conf/ the Optuna sweeper composes from (``hydra.main`` needs one).
     """
+    if plan.spec.optuna and conf_dir is None:
+        raise ConfigError("the Optuna sweeper needs the project's conf/ directory", key="hydra/sweeper")
     sweep = _Sweep(spark, catalog, lineage, plan, dict(pinned or {}))
     with sweep.parent():
-        if plan.spec.optuna:
-            if conf_dir is None:
-                raise ConfigError("the Optuna sweeper needs the project's conf/ directory", key="hydra/sweeper")
+        if conf_dir is not None and plan.spec.optuna:
             _run_optuna(sweep, Path(conf_dir))
         else:
             for trial in plan.trials:
@@ -377,36 +399,29 @@ def run_sweep(
 
 
 def _optuna_settings(sweep: _Sweep) -> list[str]:
-    """Hydra settings for an Optuna sweep in this process: the direction of the primary metric, the
-    sampler seeded with ``model.seed``, one trial at a time, and no files outside ``reports/``."""
-    spec, cfg = sweep.plan.spec, sweep.plan.cfg
-    given = {h.split("=", 1)[0].lstrip("+~"): h.split("=", 1)[-1] for h in spec.hydra}
-    direction = "minimize" if sweep.lower else "maximize"
-    if given.get("hydra.sweeper.direction", direction) != direction:
-        raise ConfigError(
-            f"the sweep picks its best on validation.{sweep.metric}, where {'lower' if sweep.lower else 'higher'} "
-            f"is better: drop the override or set hydra.sweeper.direction={direction}",
-            key="override 'hydra.sweeper.direction'",
-        )
+    """Hydra settings for an Optuna sweep in this process, where the command line sets none: the primary
+    metric's direction, the sampler seeded with ``model.seed``, one trial at a time, files only under
+    ``reports/``."""
+    cfg, given = sweep.plan.cfg, {h.split("=", 1)[0].lstrip("+") for h in sweep.plan.spec.hydra}
     sweep_dir = Path(str(cfg.project_root)) / SWEEP_DIR / sweep.model / str(sweep.lineage.job_run_id)
-    quoted = str(sweep_dir).replace("\\", "\\\\").replace("'", "\\'")
-    defaults = {
-        "hydra.sweeper.direction": direction,
+    settings = {
+        "hydra.sweeper.direction": "minimize" if sweep.lower else "maximize",
         "hydra.sweeper.sampler.seed": str(int(cfg.model.seed)),
         "hydra.sweeper.n_jobs": "1",  # ask for one trial at a time, told the last one's result
-        "hydra.sweep.dir": f"'{quoted}'",
+        "hydra.sweep.dir": "'" + str(sweep_dir).replace("\\", "\\\\").replace("'", "\\'") + "'",
         "hydra.sweep.subdir": ".",  # no folder per trial
         "hydra.output_subdir": "null",  # no .hydra/ copies of the config
-        "hydra/job_logging": "none",  # keep the job's logging (no file handler, no reconfiguration)
+        "hydra/job_logging": "none",  # the job's logging stays (no log file, no reconfiguration)
         "hydra/hydra_logging": "none",
     }
-    return [f"{k}={v}" for k, v in defaults.items() if k not in given]
+    return [f"{k}={v}" for k, v in settings.items() if k not in given]
 
 
 def _run_optuna(sweep: _Sweep, conf_dir: Path) -> None:
     """Drive Hydra's Optuna sweeper through ``hydra.main`` in this process: each trial composes its
     config with the plan's ``compose`` and returns its validation primary metric."""
     import hydra
+    import optuna
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.hydra_config import HydraConfig
     from hydra.errors import HydraException
@@ -424,6 +439,8 @@ def _run_optuna(sweep: _Sweep, conf_dir: Path) -> None:
         cfg = checked_config(sweep.plan.compose, overrides, swept, spec.axes)
         return sweep.trial(cfg, swept, int(runtime.job.num)).value
 
+    optuna.logging.disable_default_handler()  # its records go to the job's log, not a second coloured one
+    optuna.logging.enable_propagation()
     register_schemas()
     app = hydra.main(config_path=str(conf_dir.absolute()), config_name="config", version_base="1.3")(objective)
     argv = [*spec.fixed, *(a.text for a in spec.axes), *spec.hydra, *_optuna_settings(sweep)]
@@ -433,7 +450,7 @@ def _run_optuna(sweep: _Sweep, conf_dir: Path) -> None:
     try:
         app()
     except (HydraException, OmegaConfBaseException) as exc:
-        raise ConfigError(f"the Optuna sweeper refused the sweep: {str(exc).splitlines()[0]}") from exc
+        raise ConfigError(f"the Optuna sweeper refused the sweep: {'; '.join(str(exc).splitlines()[:2])}") from exc
     finally:
         sys.argv = saved_argv
         if saved_full_error is None:
