@@ -129,9 +129,12 @@ def check(overrides: OverridesArg = None, conf_dir: ConfDirOpt = None) -> None:
 def run(
     step: Annotated[str, typer.Argument(help="The step to run, e.g. ingest")],
     overrides: OverridesArg = None,
+    multirun: Annotated[
+        bool, typer.Option("--multirun", "-m", help="train only: sweep (a,b,c · choice · range · hydra/sweeper=optuna)")
+    ] = False,
 ) -> None:
     """Run one pipeline step in this process (local Spark), e.g. `lakeforge run ingest`."""
-    from lakeforge.pipeline.runner import run_job
+    from lakeforge.pipeline.runner import run_job, run_sweep_job
     from lakeforge.pipeline.steps import STEPS
 
     def body() -> int:
@@ -139,6 +142,10 @@ def run(
             from lakeforge.errors import did_you_mean
 
             raise UsageError(f"unknown step '{step}'{did_you_mean(step, STEPS)}; steps: {', '.join(STEPS)}")
+        if multirun:
+            if step != "train":
+                raise UsageError(f"--multirun sweeps the train step only, not '{step}'")
+            return run_sweep_job(list(overrides or []))
         return run_job(step, STEPS[step], list(overrides or []))
 
     raise typer.Exit(_guard(body))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -10,7 +12,7 @@ import pytest
 from deltalake import write_deltalake
 
 from lakeforge.lake.catalog import Catalog
-from tests.e2e.conftest import run_cli
+from tests.e2e.conftest import REPO_ROOT, run_cli
 
 
 @pytest.fixture
@@ -133,3 +135,22 @@ def test_features_show_unknown_set_names_the_composed_one() -> None:
     assert proc.returncode == 2
     assert "feature set 'flight_delays' is not composed (the pipeline's is 'flight_delay')" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_a_sweep_with_a_bad_value_is_refused_before_spark_starts(tmp_path: Path) -> None:
+    """`lakeforge run train -m` and `python jobs/train.py -m` check every trial's config first."""
+    args = ["run_date=2013-10-15", "model.params.num_leaves=15,many", f"storage.lake_root={tmp_path / 'lake'}"]
+    cli = run_cli(["run", "train", "-m", *args])
+    job = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "jobs" / "train.py"), "-m", *args],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    for proc in (cli, job):
+        assert proc.returncode == 2, proc.stderr
+        assert "sweep override 'model.params.num_leaves=15,many': value many" in proc.stderr
+        assert "Traceback" not in proc.stderr and "starting Spark" not in proc.stderr
+    wrong = run_cli(["run", "ingest", "-m"])
+    assert wrong.returncode == 2 and "--multirun sweeps the train step only" in wrong.stderr

@@ -33,8 +33,11 @@ def run_job(step: str, body: JobBody, argv: Sequence[str]) -> int:
         catalog = catalog_from_config(cfg.storage, conf_dir.parent)
         commit, dirty = current_git(conf_dir.parent)
         lineage = Lineage(
-            job_run_id=new_job_run_id(), git_commit=commit, git_dirty=dirty,
-            config_hash=config_hash(cfg), step=step,
+            job_run_id=new_job_run_id(),
+            git_commit=commit,
+            git_dirty=dirty,
+            config_hash=config_hash(cfg),
+            step=step,
         )
         log.info("%s: job run %s, lake %s", step, lineage.job_run_id, catalog.lake_root)
         spark = get_spark(cfg.spark)
@@ -45,3 +48,23 @@ def run_job(step: str, body: JobBody, argv: Sequence[str]) -> int:
     except (Exception, KeyboardInterrupt) as exc:
         return report_error(exc, prefix=step)
     return 0
+
+
+def run_sweep_job(argv: Sequence[str]) -> int:
+    """``train -m``: plan the sweep (every trial's config checked before Spark starts), then run every
+    trial in one job (``lakeforge.training.sweep``); return an exit code."""
+    from functools import partial
+
+    try:
+        from lakeforge.config import find_conf_dir, load_config
+        from lakeforge.training.sweep import plan_sweep, run_sweep, trials_table, without_multirun_flag
+
+        conf_dir = find_conf_dir()
+        plan = plan_sweep(without_multirun_flag(argv), partial(load_config, conf_dir=conf_dir))
+    except (Exception, KeyboardInterrupt) as exc:
+        return report_error(exc, prefix="train")
+
+    def body(spark: Any, cfg: Any, catalog: Any, lineage: Any) -> None:
+        print(trials_table(run_sweep(spark, catalog, lineage, plan, conf_dir=conf_dir)))
+
+    return run_job("train", body, plan.spec.fixed)
