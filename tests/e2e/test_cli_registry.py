@@ -34,7 +34,8 @@ def test_promote_and_rollback_move_the_champion_and_record_it(store: list[str], 
     back = run_cli(["rollback", "delay", "--reason", "bad scores", *store], cwd=tmp_path, check=True)
     assert "delay: champion v1 (was v3; rollback by" in back.stdout
 
-    client = mlflow.MlflowClient(tracking_uri=store[0].removeprefix("tracking.uri="))
+    uri = store[0].removeprefix("tracking.uri=")
+    client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
     model = client.get_registered_model("delay")
     assert model.aliases == {"champion": 1}
     moves = [(m["version"], m["previous"], m["kind"]) for m in json.loads(model.tags["lakeforge.champion_history"])]

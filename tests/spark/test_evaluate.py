@@ -27,7 +27,8 @@ def test_gate_promotes_refuses_rolls_back_and_records_each_move(spark: Any, tmp_
     import mlflow
 
     cfg, catalog = make_project(spark, tmp_path)
-    client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = mlflow.MlflowClient(uri, registry_uri=uri)  # else the registry is the last store connected
     with pytest.raises(RegistryError, match=r"no registered model 'demo_model'.*run `lakeforge run train` first"):
         evaluate(spark, cfg, catalog, _lineage("evaluate"))
 

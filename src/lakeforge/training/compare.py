@@ -13,7 +13,7 @@ import json
 import math
 import textwrap
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -22,10 +22,9 @@ from lakeforge.config.schema_ml import METRICS
 from lakeforge.errors import RegistryError
 from lakeforge.tracking.registry import CHALLENGER, CHAMPION, GATE_TAG, model_version, registered_model
 from lakeforge.training.gate import LOWER_IS_BETTER
+from lakeforge.training.text_table import GAP, WIDTH, Column, fit, table_lines, text_table
 
-WIDTH = 100
 SPLIT_NAMES = ("train", "validation", "test")  # as training.data.SPLITS, without importing Spark's side
-GAP = "  "
 ROWS = "rows"
 
 
@@ -138,67 +137,6 @@ def _side(client: Any, model: Any, wanted: str) -> Side:
 # -- text --------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Column:
-    """A table column: its header (and the group header above it), cells, and alignment."""
-
-    header: str
-    cells: list[str]
-    right: bool = True
-    group: str = ""
-
-    @property
-    def width(self) -> int:
-        return max([len(self.header), *(len(c) for c in self.cells)])
-
-
-def _fit(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: width - 1] + "…"
-
-
-def _lines(keys: Sequence[Column], rest: Sequence[Column]) -> list[str]:
-    """``keys`` then ``rest`` as aligned rows; a group header line when any column has a group."""
-    columns = [*keys, *rest]
-    widths = [c.width for c in columns]
-    out = []
-    if any(c.group for c in columns):
-        groups, i = [], 0
-        while i < len(columns):
-            j = i
-            while j + 1 < len(columns) and columns[j + 1].group == columns[i].group:
-                j += 1
-            span = sum(widths[i : j + 1]) + len(GAP) * (j - i)
-            groups.append(columns[i].group.center(span) if columns[i].group else " " * span)
-            i = j + 1
-        out.append((GAP + GAP.join(groups)).rstrip())
-    cells = [[c.header, *c.cells] for c in columns]
-    for row in zip(*cells, strict=True):
-        parts = [(text.rjust(w) if c.right else text.ljust(w)) for text, w, c in zip(row, widths, columns, strict=True)]
-        out.append((GAP + GAP.join(parts)).rstrip())
-    return out
-
-
-def _table(keys: Sequence[Column], rest: Sequence[Column], width: int = WIDTH) -> list[str]:
-    """The table, its ``rest`` columns wrapped by group onto further tables (each repeating ``keys``)."""
-    groups: dict[str, list[Column]] = {}
-    for column in rest:
-        groups.setdefault(column.group or column.header, []).append(column)
-    base = len(GAP) + sum(c.width + len(GAP) for c in keys)
-    chunks: list[list[Column]] = [[]]
-    used = base
-    for members in groups.values():
-        need = sum(c.width + len(GAP) for c in members)
-        if chunks[-1] and used + need > width:
-            chunks.append([])
-            used = base
-        chunks[-1].extend(members)
-        used += need
-    out: list[str] = []
-    for number, chunk in enumerate(chunks):
-        out += ([""] if number else []) + _lines(keys, chunk)
-    return out
-
-
 def _number(value: float | None, decimals: int, count: bool = False) -> str:
     if value is None:
         return "-"
@@ -288,7 +226,7 @@ def _metric_table(
         return []
     rest = [Column(sides[0].heading, cells[0]), Column(sides[1].heading, cells[1])]
     rest.append(Column(f"Δ {sides[1].label} - {sides[0].label}", cells[2]))
-    return ["", title, *_lines([Column("metric", keys, right=False)], rest)]
+    return ["", title, *table_lines([Column("metric", keys, right=False)], rest)]
 
 
 def _slice_tables(left: _Metrics, right: _Metrics, sides: tuple[Side, Side], primary: str | None) -> list[str]:
@@ -305,7 +243,7 @@ def _slice_tables(left: _Metrics, right: _Metrics, sides: tuple[Side, Side], pri
             rest.append(Column(sides[1].label, [_number(y, decimals, count) for _, y in got], group=metric))
             rest.append(Column("Δ", [_delta(metric, x, y, decimals, sides) for x, y in got], group=metric))
         out += ["", f"{split} slices by '{column}' ({len(names)} values; Δ = {sides[1].label} - {sides[0].label})"]
-        out += _table([Column(column, names, right=False)], rest)
+        out += text_table([Column(column, names, right=False)], rest)
     return out
 
 
@@ -323,10 +261,10 @@ def _pairs_table(title: str, rows: list[tuple[str, str, str]], sides: tuple[Side
     keys = [Column("", [f"{'*' if a != b else ' '} {k}" for k, a, b in rows], right=False)]
     room = max(12, (WIDTH - 3 * len(GAP) - keys[0].width) // 2)
     rest = [
-        Column(sides[0].heading, [_fit(a, room) for _, a, _ in rows], right=False),
-        Column(sides[1].heading, [_fit(b, room) for _, _, b in rows], right=False),
+        Column(sides[0].heading, [fit(a, room) for _, a, _ in rows], right=False),
+        Column(sides[1].heading, [fit(b, room) for _, _, b in rows], right=False),
     ]
-    return ["", title, *_lines(keys, rest)]
+    return ["", title, *table_lines(keys, rest)]
 
 
 def _code(side: Side) -> str:

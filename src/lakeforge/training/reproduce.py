@@ -275,10 +275,15 @@ def reproduce(spark: Any, cfg: Any, catalog: Any, lineage: Any, model: str, vers
             f"cannot reproduce {what}: the recorded config read tables {prepared.inputs}, but the run recorded {inputs}"
         )
     result = fit_and_log(
-        spark, rebuilt, catalog, replace(lineage, config_hash=config_hash(rebuilt)), prepared, register=False
+        spark,
+        rebuilt,
+        catalog,
+        replace(lineage, config_hash=config_hash(rebuilt)),
+        prepared,
+        register=False,
+        run_name=f"reproduce {registered.name} v{number}",
+        tags={REPRODUCES_TAG: f"{registered.name}/v{number}"},
     )
-    tracking.client.set_tag(result.run_id, REPRODUCES_TAG, f"{registered.name}/v{number}")
-    tracking.client.update_run(result.run_id, name=f"reproduce {registered.name} v{number}")
     outcome = Reproduction(
         str(registered.name),
         number,

@@ -130,11 +130,14 @@ def fit_and_log(
     *,
     parent_run_id: str | None = None,
     register: bool = True,
+    run_name: str | None = None,
+    tags: Mapping[str, str] | None = None,
 ) -> TrainResult:
     """Fit the composed model (and the gate's baseline) on ``prepared`` and log one MLflow run.
 
     ``register``: register the model and point ``challenger`` at it (a sweep's trials are logged
-    unregistered under ``parent_run_id``, and only the best is registered).
+    unregistered under ``parent_run_id``, and only the best is registered). ``run_name`` and ``tags``
+    are set when the run starts (a sweep trial, a reproduction), so even a run that fails has them.
     """
     import mlflow
 
@@ -152,8 +155,10 @@ def fit_and_log(
     project_root = Path(str(cfg.project_root))
     tracking = connect(cfg)
     spine = f"raw.{prepared.spec.spine}"
-    run_name = f"train {model.name} {prepared.run_date}"
-    with mlflow.start_run(experiment_id=tracking.experiment_id, run_name=run_name, parent_run_id=parent_run_id) as run:
+    run_name = run_name or f"train {model.name} {prepared.run_date}"
+    with mlflow.start_run(
+        experiment_id=tracking.experiment_id, run_name=run_name, parent_run_id=parent_run_id, tags=dict(tags or {})
+    ) as run:
         seed, run_date = int(model.seed), str(prepared.run_date)
         mlflow.set_tags(run_tags(lineage, project_root, prepared.inputs, seed, run_date, spark))
         mlflow.set_tag("lakeforge.model", str(model.name))

@@ -20,8 +20,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
-import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -30,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from lakeforge.config import config_hash
-from lakeforge.errors import ConfigError, LakeforgeError, did_you_mean
+from lakeforge.errors import ConfigError, LakeforgeError
 from lakeforge.features.build import spec_from_config
 from lakeforge.training.data import model_features, model_label, split_windows
 from lakeforge.training.estimator import build_baseline, build_estimator
@@ -195,40 +193,15 @@ def primary_metric(model: Any) -> tuple[str, bool]:
     return metric, metric in LOWER_IS_BETTER
 
 
-def _check_optuna_settings(spec: SweepSpec, model: Any) -> None:
-    """Refuse an unknown Optuna sweeper setting, and a direction against the primary metric's (the sweep
-    would optimise one way and pick the best the other), before Spark starts."""
-    from dataclasses import fields
-
-    from hydra_plugins.hydra_optuna_sweeper.config import OptunaSweeperConf
-
-    allowed = [f.name for f in fields(OptunaSweeperConf) if f.name not in ("_target_", "defaults")]
-    settings = {h.split("=", 1)[0].lstrip("+"): h for h in spec.hydra}
-    for key, text in settings.items():
-        name = key.removeprefix("hydra.sweeper.").split(".")[0]
-        if key.startswith("hydra.sweeper.") and name not in allowed:
-            raise ConfigError(
-                f"the Optuna sweeper has no setting '{name}'{did_you_mean(name, allowed)}; it has {', '.join(allowed)}",
-                key=f"override '{text}'",
-            )
-    metric, lower = primary_metric(model)
-    direction = "minimize" if lower else "maximize"
-    given = settings.get("hydra.sweeper.direction", f"={direction}").split("=", 1)[1]
-    if given != direction:
-        raise ConfigError(
-            f"the best trial is the one with the {'lowest' if lower else 'highest'} validation.{metric}: "
-            f"drop the override or set hydra.sweeper.direction={direction}",
-            key=f"override 'hydra.sweeper.direction={given}'",
-        )
-
-
 def plan_sweep(overrides: Sequence[str], compose: Compose) -> SweepPlan:
     """Parse the sweep and check every trial's config (the grid's every combination; for Optuna every
     choice and both bounds of every interval) before any data is read."""
     spec = parse_sweep(overrides)
     cfg = checked_config(compose, spec.fixed, (), ())  # a problem outside the swept values fails as usual
     if spec.optuna:
-        _check_optuna_settings(spec, cfg.model)
+        from lakeforge.training.sweep_optuna import check_optuna_settings
+
+        check_optuna_settings(spec, cfg.model)
         for axis in spec.axes:
             for value in axis.values:
                 trial = (f"{axis.key}={value}",)
@@ -276,7 +249,7 @@ def data_key(cfg: Any, pinned: dict[str, int]) -> str:
     return repr((*parts, sorted(pinned.items())))
 
 
-class _Sweep:
+class SweepRun:
     """The parent run, the built training data and the trials so far."""
 
     def __init__(self, spark: Any, catalog: Any, lineage: Any, plan: SweepPlan, pinned: dict[str, int]) -> None:
@@ -293,7 +266,7 @@ class _Sweep:
         self.parent_id = ""
 
     @contextmanager
-    def parent(self) -> Iterator[_Sweep]:
+    def parent(self) -> Iterator[SweepRun]:
         """The parent run, open while the trials run; FAILED (KILLED on ^C) if the sweep raises."""
         client, spec = self.tracking.client, self.plan.spec
         tags = {
@@ -330,16 +303,20 @@ class _Sweep:
             self.pinned = {**prepared.inputs, **self.pinned}  # later builds read the same versions
             self.data[key] = prepared
         lineage = replace(self.lineage, config_hash=config_hash(cfg))
-        result = fit_and_log(
-            self.spark, cfg, self.catalog, lineage, prepared, parent_run_id=self.parent_id, register=False
-        )
         params = {o.split("=", 1)[0]: o.split("=", 1)[1] for o in overrides}
-        value = result.metrics.get("validation", {}).get(self.metric, math.nan)
-        client = self.tracking.client
         shown = " ".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in params.items())
-        client.update_run(result.run_id, name=f"trial {number} {self.model} {shown}".strip())
-        client.set_tag(result.run_id, "lakeforge.sweep.trial", str(number))
-        client.set_tag(result.run_id, "lakeforge.sweep.params", json.dumps(params))
+        result = fit_and_log(
+            self.spark,
+            cfg,
+            self.catalog,
+            lineage,
+            prepared,
+            parent_run_id=self.parent_id,
+            register=False,
+            run_name=f"trial {number} {self.model} {shown}".strip(),
+            tags={"lakeforge.sweep.trial": str(number), "lakeforge.sweep.params": json.dumps(params)},
+        )
+        value = result.metrics.get("validation", {}).get(self.metric, math.nan)
         trial = Trial(number, params, result, float(value))
         self.trials.append(trial)
         log.info("sweep %s trial %d (%s): validation %s %.4f", self.model, number, shown, self.metric, value)
@@ -388,76 +365,16 @@ def run_sweep(
     """
     if plan.spec.optuna and conf_dir is None:
         raise ConfigError("the Optuna sweeper needs the project's conf/ directory", key="hydra/sweeper")
-    sweep = _Sweep(spark, catalog, lineage, plan, dict(pinned or {}))
+    sweep = SweepRun(spark, catalog, lineage, plan, dict(pinned or {}))
     with sweep.parent():
         if conf_dir is not None and plan.spec.optuna:
-            _run_optuna(sweep, Path(conf_dir))
+            from lakeforge.training.sweep_optuna import run_optuna
+
+            run_optuna(sweep, Path(conf_dir))
         else:
             for trial in plan.trials:
                 sweep.trial(trial.cfg, trial.overrides, trial.number)
         return sweep.finish()
-
-
-def _optuna_settings(sweep: _Sweep) -> list[str]:
-    """Hydra settings for an Optuna sweep in this process, where the command line sets none: the primary
-    metric's direction, the sampler seeded with ``model.seed``, one trial at a time, files only under
-    ``reports/``."""
-    cfg, given = sweep.plan.cfg, {h.split("=", 1)[0].lstrip("+") for h in sweep.plan.spec.hydra}
-    sweep_dir = Path(str(cfg.project_root)) / SWEEP_DIR / sweep.model / str(sweep.lineage.job_run_id)
-    settings = {
-        "hydra.sweeper.direction": "minimize" if sweep.lower else "maximize",
-        "hydra.sweeper.sampler.seed": str(int(cfg.model.seed)),
-        "hydra.sweeper.n_jobs": "1",  # ask for one trial at a time, told the last one's result
-        "hydra.sweep.dir": "'" + str(sweep_dir).replace("\\", "\\\\").replace("'", "\\'") + "'",
-        "hydra.sweep.subdir": ".",  # no folder per trial
-        "hydra.output_subdir": "null",  # no .hydra/ copies of the config
-        "hydra/job_logging": "none",  # the job's logging stays (no log file, no reconfiguration)
-        "hydra/hydra_logging": "none",
-    }
-    return [f"{k}={v}" for k, v in settings.items() if k not in given]
-
-
-def _run_optuna(sweep: _Sweep, conf_dir: Path) -> None:
-    """Drive Hydra's Optuna sweeper through ``hydra.main`` in this process: each trial composes its
-    config with the plan's ``compose`` and returns its validation primary metric."""
-    import hydra
-    import optuna
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
-
-    from lakeforge.config import register_schemas
-
-    spec = sweep.plan.spec
-    keys = {a.key for a in spec.axes}
-
-    def objective(_: Any) -> float:
-        runtime = HydraConfig.get()  # read before compose(), which resets Hydra's global state
-        overrides = [str(o) for o in runtime.overrides.task]
-        swept = [o for o in overrides if o.split("=", 1)[0] in keys]
-        cfg = checked_config(sweep.plan.compose, overrides, swept, spec.axes)
-        return sweep.trial(cfg, swept, int(runtime.job.num)).value
-
-    optuna.logging.disable_default_handler()  # its records go to the job's log, not a second coloured one
-    optuna.logging.enable_propagation()
-    register_schemas()
-    app = hydra.main(config_path=str(conf_dir.absolute()), config_name="config", version_base="1.3")(objective)
-    argv = [*spec.fixed, *(a.text for a in spec.axes), *spec.hydra, *_optuna_settings(sweep)]
-    saved_argv, saved_full_error = sys.argv, os.environ.get("HYDRA_FULL_ERROR")
-    sys.argv = [saved_argv[0] if saved_argv else "lakeforge", "--multirun", *argv]
-    os.environ["HYDRA_FULL_ERROR"] = "1"  # raise errors to our boundary, don't print them and exit
-    try:
-        app()
-    except (HydraException, OmegaConfBaseException) as exc:
-        raise ConfigError(f"the Optuna sweeper refused the sweep: {'; '.join(str(exc).splitlines()[:2])}") from exc
-    finally:
-        sys.argv = saved_argv
-        if saved_full_error is None:
-            os.environ.pop("HYDRA_FULL_ERROR", None)
-        else:
-            os.environ["HYDRA_FULL_ERROR"] = saved_full_error
-        GlobalHydra.instance().clear()
 
 
 def trials_table(result: SweepResult) -> str:
