@@ -125,3 +125,25 @@ def test_metrics_match_scikit_learn() -> None:
     assert np.isnan(metric("roc_auc", np.array([1, 1]), np.array([0.2, 0.3])))  # one class: undefined
     with pytest.raises(ConfigError, match="unknown metric 'auc'"):
         metric("auc", y, s)
+
+
+def test_mllib_params_are_checked_like_scikit_learn() -> None:
+    import inspect
+
+    from pyspark.ml.classification import GBTClassifier
+
+    from lakeforge.training.estimator import is_mllib
+
+    # @keyword_only keeps the signature: every MLlib param with its default, so the same checks apply
+    # (before the class is built, which needs a SparkContext).
+    assert inspect.signature(GBTClassifier).parameters["maxDepth"].default == 5
+    assert is_mllib(GBTClassifier) and not is_mllib(pd.DataFrame)
+    target = "pyspark.ml.classification.GBTClassifier"
+    with pytest.raises(ConfigError, match=r"GBTClassifier has no parameter 'maxDepht'.*maxDepth") as exc:
+        build_estimator(_model(target, params={"maxDepht": 3}))
+    assert exc.value.key == "model.params.maxDepht"
+    with pytest.raises(ConfigError, match=r"GBTClassifier expects an integer \(default 20\), got 'ten'") as exc:
+        build_estimator(_model(target, params={"maxIter": "ten"}))
+    assert exc.value.key == "model.params.maxIter"
+    with pytest.raises(ConfigError, match="GBTClassifier takes no class weights"):
+        build_estimator(_model(target, class_weight={"0": 1.0, "1": 2.0}))

@@ -22,6 +22,7 @@ from lakeforge.features.spec import FeatureSetSpec
 
 SPLITS = ("train", "validation", "test")
 SPLIT = "_split"
+LABEL = "_label"  # MLlib: the label as a double
 BYTES_PER_VALUE = 8  # pandas holds every feature and the label as a float64 (or int64)
 
 
@@ -139,6 +140,16 @@ def _labelled_rows(frame: Any, windows: Sequence[Window], label: str) -> tuple[d
     return rows, dropped
 
 
+def _refuse_empty(rows: dict[str, int], spec: FeatureSetSpec, windows: Sequence[Window], model_name: str) -> None:
+    empty = [w for w in windows if rows[w.name] == 0]
+    if empty:
+        shown = ", ".join(f"{w.name} [{w.start:%Y-%m-%d %H:%M}, {w.end:%Y-%m-%d %H:%M})" for w in empty)
+        raise DataValidationError(
+            f"model '{model_name}': no labelled rows in split window(s) {shown}; check run_date, model.splits "
+            f"and that features.{spec.name} covers those dates (labels must be known by run_date)"
+        )
+
+
 def collect_training_data(
     frame: Any,
     spec: FeatureSetSpec,
@@ -160,13 +171,7 @@ def collect_training_data(
     frame = frame.persist(StorageLevel.MEMORY_AND_DISK)
     try:
         rows, dropped = _labelled_rows(frame, windows, label)
-        empty = [w for w in windows if rows[w.name] == 0]
-        if empty:
-            shown = ", ".join(f"{w.name} [{w.start:%Y-%m-%d %H:%M}, {w.end:%Y-%m-%d %H:%M})" for w in empty)
-            raise DataValidationError(
-                f"model '{model_name}': no labelled rows in split window(s) {shown}; check run_date, model.splits "
-                f"and that features.{spec.name} covers those dates (labels must be known by run_date)"
-            )
+        _refuse_empty(rows, spec, windows, model_name)
         width = len(features) + 1 + len(spec.entity) + 1
         estimate_mb = sum(rows.values()) * width * BYTES_PER_VALUE / 2**20
         if estimate_mb > max_driver_mb:
@@ -175,7 +180,8 @@ def collect_training_data(
                 f"({sum(rows.values()):,} rows x {width} columns), over model.max_driver_mb={max_driver_mb:,.0f}; "
                 "raise the limit if the driver has the memory (spark.driver.memory), shorten model.splits, or "
                 "train on the executors with a Spark MLlib estimator "
-                "(model.estimator._target_: pyspark.ml.classification.GBTClassifier)"
+                "(model.estimator._target_: pyspark.ml.classification.GBTClassifier, which brings only the test "
+                "split to the driver)"
             )
         order = [F.col(f"`{c}`") for c in (spec.event_time, *spec.entity)]
         collected = frame.where(F.col(f"`{label}`").isNotNull()).orderBy(*order).toPandas()
@@ -185,3 +191,43 @@ def collect_training_data(
         return TrainingData(frames, tuple(windows), tuple(features), label, rows, dropped)
     finally:
         frame.unpersist()
+
+
+def spark_training_data(
+    frame: Any,
+    spec: FeatureSetSpec,
+    windows: Sequence[Window],
+    features: Sequence[str],
+    label: str,
+    max_driver_mb: float,
+    model_name: str,
+) -> tuple[Any, TrainingData]:
+    """For a Spark MLlib estimator: the labelled rows stay in Spark, and only the test split comes to
+    the driver (for plots, slice metrics and the gate), refused above ``max_driver_mb``.
+
+    Returns the persisted Spark frame (features cast to double, the label also as a double in
+    ``LABEL``, the split in ``_split``) and the TrainingData whose ``frames`` hold only ``test``.
+    """
+    from pyspark import StorageLevel
+    from pyspark.sql import functions as F  # noqa: N812
+
+    cast = {f: F.col(f"`{f}`").cast("double") for f in features}
+    frame = frame.withColumns({**cast, LABEL: F.col(f"`{label}`").cast("double")})
+    frame = frame.persist(StorageLevel.MEMORY_AND_DISK)
+    rows, dropped = _labelled_rows(frame, windows, label)
+    _refuse_empty(rows, spec, windows, model_name)
+    width = len(features) + 1 + len(spec.entity) + 1
+    estimate_mb = rows["test"] * width * BYTES_PER_VALUE / 2**20
+    if estimate_mb > max_driver_mb:
+        frame.unpersist()
+        raise DataValidationError(
+            f"model '{model_name}': the test split is about {estimate_mb:,.3g} MB ({rows['test']:,} rows x {width} "
+            f"columns), over model.max_driver_mb={max_driver_mb:g}; a Spark MLlib estimator trains on the "
+            "executors but brings the test split to the driver for the plots, the slice metrics and the gate: "
+            "shorten model.splits.test or raise the limit if the driver has the memory (spark.driver.memory)"
+        )
+    labelled = frame.where(F.col(f"`{label}`").isNotNull())
+    order = [F.col(f"`{c}`") for c in (spec.event_time, *spec.entity)]
+    test = labelled.where(F.col(SPLIT) == "test").orderBy(*order).drop(SPLIT, LABEL).toPandas()
+    test[list(features)] = test[list(features)].astype("float64")
+    return labelled, TrainingData({"test": test}, tuple(windows), tuple(features), label, rows, dropped)

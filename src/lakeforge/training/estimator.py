@@ -33,6 +33,22 @@ def estimator_class(target: str, where: str = "model") -> type:
     return found
 
 
+def is_mllib(cls: type) -> bool:
+    """Whether ``cls`` is a Spark MLlib estimator (trained on the executors, not on the driver)."""
+    if not cls.__module__.startswith("pyspark."):
+        return False
+    from pyspark.ml import Estimator
+
+    return issubclass(cls, Estimator)
+
+
+def is_mllib_model(model: Any) -> bool:
+    """Whether ``model.estimator._target_`` names a Spark MLlib estimator."""
+    estimator = model.get("estimator")
+    target = estimator.get("_target_") if estimator is not None else None
+    return bool(target) and is_mllib(estimator_class(str(target)))
+
+
 def _type_error(name: str, value: Any, default: Any) -> str | None:
     """Why ``value`` can't replace a parameter whose default is ``default`` (None: it can)."""
     if default is None or default is inspect.Parameter.empty:
@@ -105,6 +121,8 @@ def build_estimator(model: Any, where: str = "model") -> Any:
             raise ConfigError(f"{cls.__name__} {problem}", key=f"{where}.params.{name}")
     if "random_state" in accepted and "random_state" not in params:
         params["random_state"] = int(model.get("seed", 0))
+    if is_mllib(cls) and "seed" in accepted and "seed" not in params:  # MLlib's keyword-only ``seed``
+        params["seed"] = int(model.get("seed", 0))
     class_weight = model.get("class_weight")
     if class_weight is not None:
         if "class_weight" not in accepted:

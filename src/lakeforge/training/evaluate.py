@@ -28,8 +28,9 @@ import pandas as pd
 from lakeforge.errors import ConfigError, ModelGateError, RegistryError
 from lakeforge.features.build import RawTables, spec_from_config
 from lakeforge.training.data import Window, collect_training_data, model_label, training_frame
-from lakeforge.training.fit import metric, scores
+from lakeforge.training.fit import metric
 from lakeforge.training.gate import BASELINE, CHALLENGER, CHAMPION, Decision, decide
+from lakeforge.training.mllib import score_model
 from lakeforge.training.run import BASELINE_TAG
 
 log = logging.getLogger(__name__)
@@ -149,7 +150,7 @@ def evaluate(spark: Any, cfg: Any, catalog: Any, lineage: Any, version: str | No
 
     frame = test[[label, *dict.fromkeys(judged)]].copy()
     for role, uri in uris.items():
-        frame[role] = scores(mlflow.sklearn.load_model(uri), test[inputs[role]], task)
+        frame[role] = score_model(spark, uri, test, inputs[role], task)
     primary = str(model.get("primary_metric") or model.metrics[0])
     decision = decide(gate, frame, label, primary)
     y = frame[label].to_numpy()

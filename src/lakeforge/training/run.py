@@ -20,16 +20,19 @@ from lakeforge.errors import ConfigError
 from lakeforge.features.build import RawTables, spec_from_config
 from lakeforge.features.spec import FeatureSetSpec
 from lakeforge.training.data import (
+    LABEL,
+    SPLIT,
     SPLITS,
     TrainingData,
     Window,
     collect_training_data,
     model_features,
     model_label,
+    spark_training_data,
     split_windows,
     training_frame,
 )
-from lakeforge.training.estimator import build_baseline, build_estimator
+from lakeforge.training.estimator import build_baseline, build_estimator, is_mllib_model
 from lakeforge.training.fit import fit_and_measure, scores, slice_metrics
 from lakeforge.training.plots import classifier_plots, curve_points, importance_plot
 
@@ -98,23 +101,38 @@ class Prepared:
     spec: FeatureSetSpec
     features: tuple[str, ...]
     label: str
-    data: TrainingData
+    data: TrainingData  # with a Spark MLlib estimator, ``frames`` holds only ``test``
     inputs: dict[str, int]  # raw table -> version read
+    splits: Any = None  # Spark MLlib: every labelled row, persisted in Spark (``data.spark_training_data``)
 
 
 def prepare(spark: Any, cfg: Any, catalog: Any, pinned: Mapping[str, int] | None = None) -> Prepared:
     """Check the estimator and the baseline, then build and collect the split windows' rows, reading the
-    raw tables at ``pinned`` versions (the latest where not pinned)."""
+    raw tables at ``pinned`` versions (the latest where not pinned).
+
+    A Spark MLlib estimator collects only the test split; the others stay in Spark (``Prepared.splits``).
+    """
     run_date = run_date_of(cfg)
     model = cfg.model
     spec = spec_from_config(cfg, str(model.feature_set))
     build_estimator(model)
     build_baseline(model)
+    mllib = is_mllib_model(model)
+    if mllib and str(model.task) != "classification":
+        raise ConfigError(
+            f"a Spark MLlib estimator ('{model.estimator._target_}') is supported for classification only; "
+            "use a scikit-learn or LightGBM regressor",
+            key="model.task",
+        )
     features = model_features(model, spec)
     label = model_label(model, spec)
     windows = split_windows(model.splits, run_date)
     tables = RawTables(spark, catalog, pinned)
     frame = training_frame(spark, spec, tables, windows, features, run_date, Path(str(cfg.project_root)))
+    if mllib:
+        limit, name = float(model.max_driver_mb), str(model.name)
+        splits, test = spark_training_data(frame, spec, windows, features, label, limit, name)
+        return Prepared(run_date, spec, features, label, test, dict(tables.versions), splits)
     data = collect_training_data(frame, spec, windows, features, label, float(model.max_driver_mb), str(model.name))
     for split in SPLITS:  # the signature's type: every feature a double (nulls as NaN)
         data.frames[split][list(features)] = data.frames[split][list(features)].astype("float64")
@@ -148,9 +166,22 @@ def fit_and_log(
     model, data, features, label = cfg.model, prepared.data, list(prepared.features), prepared.label
     task = str(model.task)
     metric_names = [str(m) for m in model.metrics]
-    fitted = fit_and_measure(build_estimator(model), data, task, metric_names)
-    baseline_estimator = build_baseline(model)
-    baseline = fit_and_measure(baseline_estimator, data, task, metric_names) if baseline_estimator else None
+    mllib = prepared.splits is not None
+    if mllib:
+        from lakeforge.training import mllib as ml
+
+        fitted = ml.fit_and_measure(build_estimator(model), prepared.splits, features, metric_names)
+        baseline = None
+        if build_baseline(model) is not None:
+            log.warning(
+                "train %s: no baseline for a Spark MLlib model (a scikit-learn baseline would need the training "
+                "data on the driver); the gate's baseline check will be skipped",
+                model.name,
+            )
+    else:
+        fitted = fit_and_measure(build_estimator(model), data, task, metric_names)
+        baseline_estimator = build_baseline(model)
+        baseline = fit_and_measure(baseline_estimator, data, task, metric_names) if baseline_estimator else None
 
     project_root = Path(str(cfg.project_root))
     tracking = connect(cfg)
@@ -171,9 +202,16 @@ def fit_and_log(
         log_delta_inputs(catalog, prepared.inputs)
         for split in SPLITS:
             name = f"{prepared.spec.name}.{split}"
-            log_split(data.frames[split], name, label, catalog, spine, prepared.inputs[spine], split)
+            if split in data.frames:
+                log_split(data.frames[split], name, label, catalog, spine, prepared.inputs[spine], split)
+            else:
+                rows = prepared.splits.where(f"{SPLIT} = '{split}'").drop(SPLIT, LABEL)
+                ml.log_spark_split(rows, name, label, catalog, spine, prepared.inputs[spine], split)
         test = data.frames["test"]
-        test_scores = scores(fitted.estimator, test[features], task)
+        if mllib:
+            test_scores = ml.score_frame(fitted.estimator, spark, test, features)
+        else:
+            test_scores = scores(fitted.estimator, test[features], task)
         gate = model.get("gate") or {}
         columns = [str(c.column) for group in ("slices", "fairness") for c in (gate.get(group) or [])]
         mlflow.log_metrics(_prefixed(slice_metrics(test, label, test_scores, columns, metric_names), "test."))
@@ -182,15 +220,19 @@ def fit_and_log(
             curves = curve_points(test[label].to_numpy(), test_scores)
             for name, figure in classifier_plots(test[label].to_numpy(), test_scores, "test").items():
                 mlflow.log_figure(figure, f"plots/test/{name}.png")
-        importance = importance_plot(fitted.estimator, prepared.features)
+        importance = importance_plot(ml.importances(fitted.estimator) if mllib else fitted.estimator, prepared.features)
         if importance is not None:
             mlflow.log_figure(importance, "plots/feature_importance.png")
-        example = data.frames["train"][features].head(5)
+        example = data.frames["train"][features].head(5) if not mllib else None
         if baseline is not None:
             mlflow.log_metrics(_flat(baseline.metrics, "baseline."))
             baseline_info = log_model(baseline.estimator, example, features, task, None, name="baseline")
             mlflow.set_tag(BASELINE_TAG, str(baseline_info.model_uri))
-        info = log_model(fitted.estimator, example, features, task, str(model.name) if register else None)
+        registered = str(model.name) if register else None
+        if mllib:
+            info = ml.log_spark_model(fitted.estimator, features, registered)
+        else:
+            info = log_model(fitted.estimator, example, features, task, registered)
         version = ""
         if register:
             version = str(info.registered_model_version)
