@@ -72,7 +72,7 @@ def test_gate_promotes_refuses_rolls_back_and_records_each_move(spark: Any, tmp_
     # 3. As good as the champion (same config, same seed): within min_improvement, promoted.
     train(spark, cfg, catalog, _lineage("train"))
     third = evaluate(spark, cfg, catalog, _lineage("evaluate"))
-    assert third is not None
+    assert third is not None and third.warnings == ()  # same windows: the champion never saw the test rows
     assert third.decision.promote and third.champion == "1"
     assert {c.name: c.status for c in third.decision.checks}["slice:key"] == "pass"
 
@@ -95,3 +95,12 @@ def test_gate_promotes_refuses_rolls_back_and_records_each_move(spark: Any, tmp_
         promote_by_hand(cfg, "demo_model", "9", "typo")
     with pytest.raises(RegistryError, match="no registered model 'demo_modle' \\(did you mean 'demo_model'"):
         rollback(cfg, "demo_modle", "typo")
+
+    # 5. A challenger tested on days the champion (v2) was validated on: judged, with a warning.
+    earlier = cfg.copy()
+    earlier.run_date = "2024-06-05"
+    train(spark, earlier, catalog, _lineage("train"))
+    fourth = evaluate(spark, earlier, catalog, _lineage("evaluate"))
+    assert fourth is not None and fourth.champion == "2"
+    assert "champion v2's validation window 2024-05-31..2024-06-05 overlaps the test window" in fourth.warnings[0]
+    assert json.loads(fourth.report_path.read_text())["promoted"] is fourth.decision.promote

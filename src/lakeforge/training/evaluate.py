@@ -50,12 +50,14 @@ class Evaluation:
     rows: int
     run_id: str
     report_path: Path
+    warnings: tuple[str, ...] = ()
 
     def describe(self) -> str:
         """The decision and every check, for a person."""
         verdict = "PROMOTED to champion" if self.decision.promote else "REFUSED"
         against = f"champion v{self.champion}" if self.champion else "no champion yet"
         lines = [f"{self.model} v{self.challenger} vs {against} on {self.rows:,} test rows: {verdict}"]
+        lines += [f"  warning: {w}" for w in self.warnings]
         for check in self.decision.checks:
             lines.append(f"  {check.status:<7} {check.name:<22} {check.reason}")
         lines.append("  test metrics:")
@@ -65,12 +67,27 @@ class Evaluation:
         return "\n".join(lines)
 
 
-def _window(params: dict[str, str], version: str) -> Window:
-    text = params.get("window.test")
+def _window(params: dict[str, str], version: str, split: str = "test") -> Window:
+    text = params.get(f"window.{split}")
     if not text:
-        raise RegistryError(f"v{version}'s training run has no window.test param; was it trained by lakeforge?")
+        raise RegistryError(f"v{version}'s training run has no window.{split} param; was it trained by lakeforge?")
     start, _, end = text.partition("..")
-    return Window("test", datetime.strptime(start, "%Y-%m-%d %H:%M"), datetime.strptime(end, "%Y-%m-%d %H:%M"))
+    return Window(split, datetime.strptime(start, "%Y-%m-%d %H:%M"), datetime.strptime(end, "%Y-%m-%d %H:%M"))
+
+
+def _overlap(client: Any, name: str, champion: str, test: Window) -> str | None:
+    """A warning when the champion learnt from rows of the test window (its scores there are optimistic)."""
+    params = client.get_run(client.get_model_version(name, champion).run_id).data.params
+    for split in ("train", "validation"):
+        if f"window.{split}" not in params:
+            continue
+        seen = _window(params, champion, split)
+        if seen.start < test.end and test.start < seen.end:
+            return (
+                f"champion v{champion}'s {split} window {seen.start:%Y-%m-%d}..{seen.end:%Y-%m-%d} overlaps the test "
+                f"window {test.start:%Y-%m-%d}..{test.end:%Y-%m-%d}: its test scores are optimistic, which favours it"
+            )
+    return None
 
 
 def _input_names(uri: str) -> list[str]:
@@ -148,6 +165,8 @@ def evaluate(spark: Any, cfg: Any, catalog: Any, lineage: Any, version: str | No
     columns = list(dict.fromkeys([c for names in inputs.values() for c in names] + judged))
     test, label, versions = _test_rows(spark, cfg, catalog, run, challenger, columns)
 
+    overlap = _overlap(client, name, champion, _window(run.data.params, challenger)) if champion else None
+    warnings = [overlap] if overlap else []
     frame = test[[label, *dict.fromkeys(judged)]].copy()
     for role, uri in uris.items():
         frame[role] = score_model(spark, uri, test, inputs[role], task)
@@ -163,6 +182,7 @@ def evaluate(spark: Any, cfg: Any, catalog: Any, lineage: Any, version: str | No
         "rows": len(frame),
         "data_versions": versions,
         "metrics": measured,
+        "warnings": warnings,
         **decision.report(),
     }
     failed = "; ".join(f"{c.name}: {c.reason}" for c in decision.failed)
@@ -212,7 +232,9 @@ def evaluate(spark: Any, cfg: Any, catalog: Any, lineage: Any, version: str | No
     path = Path(str(cfg.project_root)) / GATE_METRICS
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(_dvc_metrics(report), indent=2, sort_keys=True) + "\n")
-    evaluation = Evaluation(name, challenger, champion, decision, measured, len(frame), gate_run.info.run_id, path)
+    evaluation = Evaluation(
+        name, challenger, champion, decision, measured, len(frame), gate_run.info.run_id, path, tuple(warnings)
+    )
     log.info("evaluate %s v%s: %s", name, challenger, "promoted" if decision.promote else "refused")
     return evaluation
 
