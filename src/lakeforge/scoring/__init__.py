@@ -1,0 +1,1 @@
+"""Batch scoring: predictions with per-row lineage and reasons."""
