@@ -150,6 +150,23 @@ def _refuse_empty(rows: dict[str, int], spec: FeatureSetSpec, windows: Sequence[
         )
 
 
+def _driver_mb(rows: int, spec: FeatureSetSpec, features: Sequence[str]) -> tuple[float, int]:
+    """The estimated size in MB of ``rows`` rows on the driver, and their width (columns)."""
+    width = len(features) + 1 + len(spec.entity) + 1
+    return rows * width * BYTES_PER_VALUE / 2**20, width
+
+
+def _sorted_pandas(frame: Any, spec: FeatureSetSpec, features: Sequence[str]) -> Any:
+    """``frame`` on the driver sorted by event time and entity keys (the same data gives the same
+    frame, so the same seed gives the same model), every feature a float64 (nulls as NaN), which is
+    the models' signature type."""
+    from pyspark.sql import functions as F  # noqa: N812
+
+    collected = frame.orderBy(*[F.col(f"`{c}`") for c in (spec.event_time, *spec.entity)]).toPandas()
+    collected[list(features)] = collected[list(features)].astype("float64")
+    return collected
+
+
 def collect_training_data(
     frame: Any,
     spec: FeatureSetSpec,
@@ -172,8 +189,7 @@ def collect_training_data(
     try:
         rows, dropped = _labelled_rows(frame, windows, label)
         _refuse_empty(rows, spec, windows, model_name)
-        width = len(features) + 1 + len(spec.entity) + 1
-        estimate_mb = sum(rows.values()) * width * BYTES_PER_VALUE / 2**20
+        estimate_mb, width = _driver_mb(sum(rows.values()), spec, features)
         if estimate_mb > max_driver_mb:
             raise DataValidationError(
                 f"model '{model_name}': the training data is about {estimate_mb:,.0f} MB "
@@ -183,8 +199,7 @@ def collect_training_data(
                 "(model.estimator._target_: pyspark.ml.classification.GBTClassifier, which brings only the test "
                 "split to the driver)"
             )
-        order = [F.col(f"`{c}`") for c in (spec.event_time, *spec.entity)]
-        collected = frame.where(F.col(f"`{label}`").isNotNull()).orderBy(*order).toPandas()
+        collected = _sorted_pandas(frame.where(F.col(f"`{label}`").isNotNull()), spec, features)
         frames = {
             w.name: collected[collected[SPLIT] == w.name].drop(columns=[SPLIT]).reset_index(drop=True) for w in windows
         }
@@ -216,8 +231,7 @@ def spark_training_data(
     frame = frame.persist(StorageLevel.MEMORY_AND_DISK)
     rows, dropped = _labelled_rows(frame, windows, label)
     _refuse_empty(rows, spec, windows, model_name)
-    width = len(features) + 1 + len(spec.entity) + 1
-    estimate_mb = rows["test"] * width * BYTES_PER_VALUE / 2**20
+    estimate_mb, width = _driver_mb(rows["test"], spec, features)
     if estimate_mb > max_driver_mb:
         frame.unpersist()
         raise DataValidationError(
@@ -227,7 +241,5 @@ def spark_training_data(
             "shorten model.splits.test or raise the limit if the driver has the memory (spark.driver.memory)"
         )
     labelled = frame.where(F.col(f"`{label}`").isNotNull())
-    order = [F.col(f"`{c}`") for c in (spec.event_time, *spec.entity)]
-    test = labelled.where(F.col(SPLIT) == "test").orderBy(*order).drop(SPLIT, LABEL).toPandas()
-    test[list(features)] = test[list(features)].astype("float64")
+    test = _sorted_pandas(labelled.where(F.col(SPLIT) == "test").drop(SPLIT, LABEL), spec, features)
     return labelled, TrainingData({"test": test}, tuple(windows), tuple(features), label, rows, dropped)

@@ -119,9 +119,7 @@ def _test_rows(
     window = _window(run.data.params, version)
     frame = training_frame(spark, spec, tables, [window], features, run_date, Path(str(cfg.project_root)))
     data = collect_training_data(frame, spec, [window], features, label, float(model.max_driver_mb), str(model.name))
-    test = data.frames["test"]
-    test[features] = test[features].astype("float64")
-    return test, label, dict(tables.versions)
+    return data.frames["test"], label, dict(tables.versions)
 
 
 def evaluate(spark: Any, cfg: Any, catalog: Any, lineage: Any, version: str | None = None) -> Evaluation | None:
@@ -147,12 +145,13 @@ def evaluate(spark: Any, cfg: Any, catalog: Any, lineage: Any, version: str | No
     challenger = str(version or alias_version(client, name, CHALLENGER) or "")
     if not challenger:
         raise RegistryError(f"model '{name}' has no challenger; train one with `lakeforge run train` first")
-    challenger = str(model_version(client, name, challenger).version)
+    registered = model_version(client, name, challenger)
+    challenger = str(registered.version)
     champion = alias_version(client, name, CHAMPION)
     if champion == challenger:
         log.info("evaluate %s: v%s is already the champion; nothing to decide", name, challenger)
         return None
-    run = client.get_run(model_version(client, name, challenger).run_id)
+    run = client.get_run(registered.run_id)
 
     uris = {CHALLENGER: f"models:/{name}/{challenger}"}
     if champion is not None:

@@ -134,8 +134,6 @@ def prepare(spark: Any, cfg: Any, catalog: Any, pinned: Mapping[str, int] | None
         splits, test = spark_training_data(frame, spec, windows, features, label, limit, name)
         return Prepared(run_date, spec, features, label, test, dict(tables.versions), splits)
     data = collect_training_data(frame, spec, windows, features, label, float(model.max_driver_mb), str(model.name))
-    for split in SPLITS:  # the signature's type: every feature a double (nulls as NaN)
-        data.frames[split][list(features)] = data.frames[split][list(features)].astype("float64")
     return Prepared(run_date, spec, features, label, data, dict(tables.versions))
 
 
