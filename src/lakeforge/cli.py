@@ -132,10 +132,16 @@ def run(
     multirun: Annotated[
         bool, typer.Option("--multirun", "-m", help="train only: sweep (a,b,c · choice · range · hydra/sweeper=optuna)")
     ] = False,
+    run_date: Annotated[str | None, typer.Option("--run-date", help="YYYY-MM-DD (same as run_date=…)")] = None,
+    start: Annotated[str | None, typer.Option("--start", help="first date of a range (start_date=…)")] = None,
+    end: Annotated[str | None, typer.Option("--end", help="last date of a range (end_date=…)")] = None,
 ) -> None:
-    """Run one pipeline step in this process (local Spark), e.g. `lakeforge run ingest`."""
+    """Run one pipeline step in this process (local Spark), e.g. `lakeforge run score --run-date 2013-10-16`."""
     from lakeforge.pipeline.runner import run_job, run_sweep_job
     from lakeforge.pipeline.steps import STEPS
+
+    dates = {"run_date": run_date, "start_date": start, "end_date": end}
+    overrides = [f"{key}={value}" for key, value in dates.items() if value is not None] + list(overrides or [])
 
     def body() -> int:
         if step not in STEPS:
@@ -292,6 +298,37 @@ def history(
                 }
             )
         _print_rows(rows, fmt)
+
+    _guard(body)
+
+
+@app.command()
+def lineage(
+    table: Annotated[str, typer.Argument(help="A prediction table, e.g. predictions.flight_delay")],
+    overrides: OverridesArg = None,
+    conf_dir: ConfDirOpt = None,
+    where: Annotated[
+        str | None, typer.Option(help="SQL predicate choosing the rows, e.g. \"carrier = 'AA' AND flight = 1545\"")
+    ] = None,
+    config: Annotated[bool, typer.Option("--config", help="Also print each training run's composed config.")] = False,
+    fmt: Annotated[str, typer.Option("--format", help="text or json")] = "text",
+) -> None:
+    """Where predictions came from: model version, training run, data versions, feature table, code, config.
+
+    Exits 1 when no row matches.
+    """
+
+    def body() -> None:
+        from lakeforge.scoring.lineage import no_match_message, prediction_lineage, render_json, render_text
+
+        if fmt not in ("text", "json"):
+            raise UsageError(f"unknown output format '{fmt}'; formats are text, json")
+        cfg, catalog = _project(overrides, conf_dir)
+        report = prediction_lineage(cfg, catalog, table, where, with_config=config)
+        if not report.lineages:
+            _err(no_match_message(report))
+            raise typer.Exit(1)
+        typer.echo(render_json(report) if fmt == "json" else render_text(report), nl=False)
 
     _guard(body)
 

@@ -16,7 +16,7 @@ from lakeforge.config.crossref import (
     feature_names,
     label_is_not_a_feature,
 )
-from lakeforge.config.schema_ml import DRIFT_METHODS, METRICS, STEPS
+from lakeforge.config.schema_ml import DRIFT_METHODS, EXPORT_FORMATS, METRICS, REASON_METHODS, STEPS
 from lakeforge.config.values import check_cron, check_time_of_day, parse_date, parse_duration
 from lakeforge.errors import did_you_mean
 
@@ -169,6 +169,73 @@ def check_model(cfg: dict[str, Any], report: Report) -> None:
     limit = model.get("max_driver_mb")
     if isinstance(limit, int | float) and not isinstance(limit, bool) and limit <= 0:
         report("model.max_driver_mb", f"{limit} must be > 0 (MB of training data the driver may hold)")
+    _check_scoring(model, report)
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _check_fraction(report: Report, key: str, value: Any, what: str, *, open_low: bool) -> None:
+    """A fraction in (0, 1] (``open_low``) or [0, 1]."""
+    if _number(value) and (value > 1 or value < 0 or (open_low and value == 0)):
+        low = "0 <" if open_low else "0 <="
+        report(key, f"{value} is not a fraction: {what} must be {low} x <= 1")
+
+
+def _check_scoring(model: dict[str, Any], report: Report) -> None:
+    """Aliases (serving, shadow, canary), reasons, required features and exports of model.scoring."""
+    scoring = model.get("scoring")
+    if not isinstance(scoring, dict):
+        return
+    key = "model.scoring"
+    alias = scoring.get("alias")
+    shadow = [str(a) for a in _list(scoring.get("shadow"))]
+    for i, name in enumerate(shadow):
+        if name == alias:
+            report(f"{key}.shadow[{i}]", f"'{name}' is the serving alias; a shadow must be another alias")
+        elif name in shadow[:i]:
+            report(f"{key}.shadow[{i}]", f"'{name}' is listed twice")
+    canary = scoring.get("canary")
+    if isinstance(canary, dict):
+        if _set(canary.get("alias")) and canary.get("alias") == alias:
+            report(f"{key}.canary.alias", f"'{alias}' is the serving alias; the canary must be another alias")
+        _check_fraction(report, f"{key}.canary.fraction", canary.get("fraction"), "the canary share", open_low=True)
+        if _number(canary.get("fraction")) and canary.get("fraction") == 1:
+            report(f"{key}.canary.fraction", f"1 serves the canary everywhere; promote it instead ({key}.alias)")
+    threshold = scoring.get("threshold")
+    if _number(threshold) and not 0 <= threshold <= 1:
+        report(f"{key}.threshold", f"{threshold} must be within [0, 1] (a score is a probability)")
+    reasons = scoring.get("reasons") or {}
+    _choice(report, f"{key}.reasons.method", reasons.get("method"), REASON_METHODS, "reasons method")
+    top_k = reasons.get("top_k")
+    if _number(top_k) and top_k < 0:
+        report(f"{key}.reasons.top_k", f"{top_k} must be >= 0 (0 writes no reasons)")
+    _check_fraction(report, f"{key}.reasons.exact_fraction", reasons.get("exact_fraction"), "the share", open_low=False)
+    features = [str(f) for f in _list(model.get("features"))]
+    for i, name in enumerate(_list(scoring.get("required_features"))):
+        if features and name not in features:
+            report(
+                f"{key}.required_features[{i}]",
+                f"'{name}' is not a feature of model '{model.get('name')}'{did_you_mean(str(name), features)}",
+            )
+    for name in ("batch_rows", "threads_per_task"):
+        value = scoring.get(name)
+        if _number(value) and value < 1:
+            report(f"{key}.{name}", f"{value} must be >= 1")
+    for i, export in enumerate(_list(scoring.get("exports"))):
+        if isinstance(export, dict):
+            _check_export(report, f"{key}.exports[{i}]", export)
+
+
+def _check_export(report: Report, key: str, export: dict[str, Any]) -> None:
+    """Each format needs its location: a folder, or a JDBC url and table."""
+    fmt = export.get("format")
+    _choice(report, f"{key}.format", fmt, EXPORT_FORMATS, "export format")
+    needed = ("url", "table") if fmt == "jdbc" else ("path",) if fmt in EXPORT_FORMATS else ()
+    for name in needed:
+        if not _set(export.get(name)):
+            report(f"{key}.{name}", f"a {fmt} export needs '{name}'")
 
 
 def check_schedules(cfg: dict[str, Any], report: Report) -> None:

@@ -23,6 +23,8 @@ METRICS = (
 STEPS = ("ingest", "features", "train", "evaluate", "score", "monitor", "report")
 CRON_PRESETS = ("@once", "@hourly", "@daily", "@weekly", "@monthly", "@yearly")
 DRIFT_METHODS = ("psi", "ks", "wasserstein", "chi2", "jsd")
+REASON_METHODS = ("auto", "path", "treeshap", "occlusion", "none")
+EXPORT_FORMATS = ("parquet", "csv", "jdbc")
 
 
 @dataclass
@@ -88,6 +90,67 @@ class GateConfig:
 
 
 @dataclass
+class ReasonsConfig:
+    """Per-row reasons: the ``top_k`` features by absolute contribution to the row's score.
+
+    ``method``: ``auto`` (path attribution for tree models, occlusion otherwise), ``path``
+    (Saabas, O(depth) per tree), ``treeshap`` (exact, ~100x the cost of predict), ``occlusion``
+    (any model: the score's change when one feature is missing, one predict per feature) or
+    ``none``. Exact TreeSHAP for a subset of rows on top of ``path``: those scored at least
+    ``exact_min_score``, and a stable hash-selected ``exact_fraction`` of entities.
+    """
+
+    top_k: int = 5
+    method: str = "auto"
+    exact_min_score: float | None = None
+    exact_fraction: float = 0.0
+
+
+@dataclass
+class CanaryConfig:
+    """Serve ``alias``'s prediction for a stable hash-selected ``fraction`` of entities."""
+
+    alias: str = MISSING
+    fraction: float = MISSING
+
+
+@dataclass
+class ExportConfig:
+    """A copy of each scored run date for a consumer, replaced idempotently per run date.
+
+    ``parquet``/``csv``: files under ``path``/run_date=YYYY-MM-DD/. ``jdbc``: rows of ``table`` at
+    ``url`` (credentials through ``${oc.env:…}``). ``reasons`` is written as JSON text in csv and jdbc.
+    ``served_only``: only the rows served to consumers (no shadow rows).
+    """
+
+    format: str = MISSING
+    path: str | None = None
+    url: str | None = None
+    table: str | None = None
+    user: str | None = None
+    password: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    columns: list[str] = field(default_factory=list)  # empty: every column
+    served_only: bool = True
+
+
+@dataclass
+class ScoringConfig:
+    """Batch scoring of the model into ``predictions.<model>``."""
+
+    alias: str = "champion"  # the registry alias whose version serves
+    shadow: list[str] = field(default_factory=list)  # more aliases scored on the same rows, not served
+    canary: CanaryConfig | None = None
+    threshold: float = 0.5  # classification: prediction = score >= threshold
+    reasons: ReasonsConfig = field(default_factory=ReasonsConfig)
+    # Rows with a null in any of these get no prediction (recorded in predictions.<model>__missing).
+    required_features: list[str] = field(default_factory=list)
+    exports: list[ExportConfig] = field(default_factory=list)
+    batch_rows: int = 20000  # rows per Arrow batch handed to the model
+    threads_per_task: int | None = None  # LightGBM threads in each Python worker; default: cores / task slots
+
+
+@dataclass
 class ModelConfig:
     """A model: estimator, feature set and features, label, splits, metrics and gate.
 
@@ -109,6 +172,7 @@ class ModelConfig:
     gate: GateConfig = field(default_factory=GateConfig)
     # The training data comes to the driver as pandas; above this estimate the job refuses.
     max_driver_mb: float = 2048.0
+    scoring: ScoringConfig = field(default_factory=ScoringConfig)
 
 
 @dataclass

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -76,8 +77,18 @@ def _file_uri(base: str, relative: str) -> str:
     return f"{base.rstrip('/')}/{relative}"
 
 
-def read_table(spark: Any, catalog: Catalog, table: str, version: int | None = None) -> Any:
-    """Read a table (or one of its versions) as a Spark DataFrame, columns in the table's order."""
+def read_table(
+    spark: Any,
+    catalog: Catalog,
+    table: str,
+    version: int | None = None,
+    partitions: Callable[[Mapping[str, str | None]], bool] | None = None,
+) -> Any:
+    """Read a table (or one of its versions) as a Spark DataFrame, columns in the table's order.
+
+    ``partitions``: keep only the files whose partition values (Delta strings, e.g. dates as
+    YYYY-MM-DD) it accepts, chosen on the driver, so Spark never lists the others.
+    """
     name = catalog.require(table)
     snapshot = open_table(catalog, name, version)
     check_reader_features(name, snapshot)
@@ -86,6 +97,8 @@ def read_table(spark: Any, catalog: Catalog, table: str, version: int | None = N
     columns = ["`" + f.name.replace("`", "``") + "`" for f in schema.fields]
     partition_cols = list(snapshot.metadata().partition_columns)
     files = snapshot_files(snapshot)
+    if partitions is not None:
+        files = [f for f in files if partitions(f.partition_values)]
     base = catalog.table_uri(name)
     log.info("reading table '%s' version %d (%d files)", name, snapshot.version(), len(files))
     if not files:

@@ -16,13 +16,14 @@ skipped, so retrying a job that already committed writes nothing twice.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import shutil
 import time
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Any, Literal
@@ -100,6 +101,7 @@ class _Write:
     commit_started: bool = False
     # overwrite_partitions: partitions replaced even when this write adds no file to them.
     replace: frozenset[tuple[str | None, ...]] = frozenset()
+    extra: Mapping[str, Any] = field(default_factory=dict)  # the caller's facts for the commit metadata
 
     def touched(self) -> set[tuple[str | None, ...]]:
         """The partition-value tuples this write replaces (overwrite_partitions)."""
@@ -235,6 +237,7 @@ def _metadata(write: _Write, *, files_removed: int, rows_removed: int) -> dict[s
     return commit_metadata(
         write.lineage,
         {
+            **write.extra,
             "mode": write.mode,
             "write_id": write.write_id,
             "app_id": write.app_id,
@@ -364,8 +367,12 @@ def write_table(
     lineage: Lineage | None = None,
     max_retries: int = 5,
     replace_partitions: Sequence[Mapping[str, Any]] = (),
+    metadata: Mapping[str, Any] | None = None,
 ) -> CommitResult:
     """Write a Spark DataFrame to a Delta table (created on first write) in one atomic commit.
+
+    ``metadata``: more facts for the commit metadata, each stored as ``lakeforge.<key>`` (values
+    that are not strings, numbers or booleans as JSON text).
 
     ``overwrite_partitions`` replaces every partition the data lands in, plus those listed in
     ``replace_partitions`` (``{column: value}``; None = the null partition), so a batch whose
@@ -404,6 +411,10 @@ def write_table(
         app_version,
         lineage,
         replace=_partition_tuples(name, partition_cols, replace_partitions),
+        extra={
+            k: v if isinstance(v, str | int | float | bool) else json.dumps(v, sort_keys=True, default=str)
+            for k, v in (metadata or {}).items()
+        },
     )
     staging = Path(uri) / STAGING_DIR / write.write_id
     try:

@@ -130,9 +130,35 @@ def evaluate_step(spark: Any, cfg: Any, catalog: Any, lineage: Any) -> None:
         raise refusal(evaluation)
 
 
+def score_step(spark: Any, cfg: Any, catalog: Any, lineage: Any) -> None:
+    """Score run_date (or start_date..end_date) into predictions.<model> with the configured aliases."""
+    from lakeforge.scoring.job import score
+
+    result = score(spark, cfg, catalog, lineage)
+    print(result.describe())
+    marker = write_marker(
+        cfg,
+        "score",
+        {
+            result.table: {
+                "version": result.version,
+                "rows": result.rows,
+                "start": result.start.isoformat(),
+                "end": result.end.isoformat(),
+                "models": result.models,
+                "feature_table": result.feature_table,
+                "feature_table_version": result.feature_table_version,
+                "missing": sum(sum(d.missing.values()) for d in result.days),
+            }
+        },
+    )
+    log.info("score: wrote %s", marker)
+
+
 STEPS: dict[str, Callable[[Any, Any, Any, Any], None]] = {
     "ingest": ingest_step,
     "features": features_step,
     "train": train_step,
     "evaluate": evaluate_step,
+    "score": score_step,
 }

@@ -232,12 +232,15 @@ def leaf_indices(compiled: CompiledTrees, x: Any) -> np.ndarray:
     return out
 
 
-def path_contributions(compiled: CompiledTrees, x: Any, *, lightgbm_leaves: bool = True) -> np.ndarray:
+def path_contributions(
+    compiled: CompiledTrees, x: Any, *, lightgbm_leaves: bool = True, num_threads: int = 0
+) -> np.ndarray:
     """Path-attribution (Saabas) contributions, shape (n_rows, n_features + 1), bias last.
 
     Each row's values sum to its raw score, ``booster.predict(x, raw_score=True)``. With
     ``lightgbm_leaves`` (and a compiled Booster) the leaves come from LightGBM's multithreaded
-    ``pred_leaf``, ~4x faster than the numpy walk (`leaf_indices`), which gives the same leaves.
+    ``pred_leaf``, ~4x faster than the numpy walk (`leaf_indices`), which gives the same leaves;
+    ``num_threads`` is LightGBM's (0: its default, every core).
     """
     from scipy import sparse
 
@@ -246,7 +249,8 @@ def path_contributions(compiled: CompiledTrees, x: Any, *, lightgbm_leaves: bool
     n_trees = compiled.n_trees
     booster_leaves = None
     if lightgbm_leaves and compiled.booster is not None:
-        booster_leaves = compiled.booster.predict(matrix, pred_leaf=True).reshape(n_rows, n_trees)
+        booster_leaves = compiled.booster.predict(matrix, pred_leaf=True, num_threads=num_threads)
+        booster_leaves = booster_leaves.reshape(n_rows, n_trees)
     # Sum of each row's leaf-table rows = one-hot (rows x leaves) @ table, in scipy's C loop;
     # in blocks of rows, so the index arrays stay in cache and the one-hot's arrays are reused.
     out = np.empty((n_rows, compiled.leaf_table.shape[1]))
@@ -267,9 +271,10 @@ def path_contributions(compiled: CompiledTrees, x: Any, *, lightgbm_leaves: bool
     return out
 
 
-def exact_contributions(model: Any, x: Any) -> np.ndarray:
+def exact_contributions(model: Any, x: Any, *, num_threads: int = 0) -> np.ndarray:
     """Exact TreeSHAP contributions from LightGBM (``pred_contrib=True``), bias last; slow."""
-    return np.asarray(_booster(model).predict(np.asarray(x, dtype=np.float64), pred_contrib=True))
+    matrix = np.asarray(x, dtype=np.float64)
+    return np.asarray(_booster(model).predict(matrix, pred_contrib=True, num_threads=num_threads))
 
 
 def contribution_method(name: str) -> Callable[[Any, Any], np.ndarray]:

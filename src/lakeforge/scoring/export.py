@@ -1,0 +1,509 @@
+"""Exports: a copy of each scored run date for a consumer, replaced idempotently per run date.
+
+The scoring job writes ``predictions.<model>`` and then calls :func:`export_predictions` with the
+rows of the run dates it scored. Each export declared under ``model.scoring.exports`` gets
+those rows (only the served ones unless ``served_only: false``; only ``columns`` if given,
+plus ``run_date``, the replacement key) and replaces exactly those run dates:
+
+``parquet`` / ``csv``
+    ``<path>/run_date=YYYY-MM-DD/part-*.parquet`` (or ``.csv`` with a header row, RFC 4180
+    quoting), a folder per run date that Spark, pyarrow, DuckDB and pandas read as a
+    hive-partitioned table. Spark writes every date into ``<path>/_staging/<uuid>/`` first;
+    then, per date, the old folder is renamed aside (into that staging folder), the new one
+    renamed in, and the old one deleted. A reader or a crash never sees a half-written date:
+    at worst the old complete folder, or, after a crash between the two renames, no folder for
+    that date and a ``_staging`` leftover holding both versions (readers skip ``_``-folders;
+    delete leftovers when no export is running). A date with no rows gets an empty folder.
+    Other dates are never touched. Paths are local (the driver renames the folders).
+
+``jdbc`` (PostgreSQL)
+    Spark writes the rows to a fresh staging table ``<table>__lf_staging_<id>``; then one
+    transaction on the driver creates ``table`` if missing (same columns as the staging
+    table), locks it against other exporters, deletes its rows of the run dates, inserts the
+    staging rows and drops the staging table. On any error the transaction is rolled back (the
+    target keeps its previous rows) and the staging table dropped. Identifiers are quoted as
+    written (so they are case-sensitive). User and password never appear in logs, errors or
+    :attr:`ExportResult.target`.
+
+csv and jdbc cannot hold nested values: ``reasons`` (and any other array, struct or map
+column) is written as JSON text; parquet keeps the native nested type.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import shutil
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+from lakeforge.config.schema_ml import EXPORT_FORMATS
+from lakeforge.errors import (
+    ConfigError,
+    LakeforgeError,
+    SchemaMismatchError,
+    TableError,
+    TransientError,
+    did_you_mean,
+)
+
+log = logging.getLogger(__name__)
+
+RUN_DATE = "run_date"
+SERVED = "served"
+STAGING_DIR = "_staging"
+STAGING_TABLE_MARK = "__lf_staging_"
+DEFAULT_JDBC_DRIVER = "org.postgresql.Driver"
+_FILE_DEFAULTS: dict[str, dict[str, str]] = {
+    "parquet": {},
+    # escape='"' doubles quotes inside quoted values (RFC 4180), as Python's csv and pandas expect.
+    "csv": {"header": "true", "escape": '"'},
+}
+# Spark's own JDBC options: not connection properties of the driver-side connection.
+_SPARK_JDBC_OPTIONS = {
+    "driver", "url", "dbtable", "query", "batchsize", "isolationlevel", "truncate", "cascadetruncate",
+    "createtableoptions", "createtablecolumntypes", "numpartitions", "querytimeout", "sessioninitstatement",
+    "customschema", "pushdownpredicate",
+}  # fmt: skip
+_SECRET_OPTION = re.compile(r"password|secret|token", re.IGNORECASE)
+_PG_MAX_IDENTIFIER = 63
+# SQLSTATE classes worth a retry: connection (08), transaction rollback (40), resources (53), shutdown (57P).
+_TRANSIENT_SQLSTATE = ("08", "40", "53", "57P")
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """What one export wrote."""
+
+    format: str
+    target: str  # folder path, or "<jdbc url without credentials> table <name>"
+    rows: int
+    run_dates: tuple[date, ...]
+
+
+@dataclass(frozen=True)
+class _Spec:
+    """One export config, read and checked."""
+
+    key: str  # e.g. model.scoring.exports[0], for messages
+    format: str
+    path: str | None
+    url: str | None
+    table: str | None
+    user: str | None
+    password: str | None
+    options: dict[str, str]
+    columns: tuple[str, ...]
+    served_only: bool
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """Values that must never be shown: user, password and secret-looking options."""
+        hidden = [self.user, self.password, *(v for k, v in self.options.items() if _SECRET_OPTION.search(k))]
+        return tuple(v for v in hidden if v)
+
+    def target(self, project_root: Path) -> str:
+        """Where the export goes, safe to show."""
+        if self.format == "jdbc":
+            return f"{_redact_url(str(self.url))} table {self.table}"
+        return str(_folder(str(self.path), project_root))
+
+    def where(self, project_root: Path) -> str:
+        """Message prefix naming the export."""
+        return f"{self.key} ({self.format}) to '{self.target(project_root)}'"
+
+
+def export_predictions(
+    spark: Any,
+    frame: Any,
+    exports: Sequence[Any] | None,
+    run_dates: Sequence[date],
+    project_root: Path,
+    *,
+    config_key: str = "model.scoring.exports",
+) -> list[ExportResult]:
+    """Write each declared export of ``frame`` (the rows of these run dates), replacing each run date idempotently.
+
+    Every export is checked before any is written. Rows of ``frame`` outside ``run_dates`` are ignored.
+
+    Args:
+        exports: ``ExportConfig`` nodes (OmegaConf) or plain dicts.
+        run_dates: the dates to replace; one with no rows in ``frame`` is emptied.
+        project_root: relative export paths resolve against it.
+        config_key: key path of ``exports`` in the config, for error messages.
+    """
+    dates = tuple(sorted({_as_date(d) for d in run_dates}))
+    specs = [_read_spec(export, f"{config_key}[{i}]") for i, export in enumerate(exports or [])]
+    planned = [(spec, _select(frame, spec, dates)) for spec in specs]
+    results = []
+    for spec, rows_frame in planned:
+        target = spec.target(project_root)
+        if not dates:
+            rows = 0
+        elif spec.format == "jdbc":
+            rows = _export_jdbc(spark, rows_frame, spec, dates, project_root)
+        else:
+            rows = _export_files(rows_frame, spec, dates, project_root)
+        log.info("export %s: %d rows of run dates %s -> %s", spec.key, rows, _date_span(dates), target)
+        results.append(ExportResult(spec.format, target, rows, dates))
+    return results
+
+
+# ---- plan: read and check the configs -------------------------------------------------------
+
+
+def _read_spec(export: Any, key: str) -> _Spec:
+    """Read one export config (DictConfig, dict or dataclass); raise ConfigError naming the bad key."""
+
+    def get(name: str, default: Any = None) -> Any:
+        try:
+            value = export.get(name, default) if hasattr(export, "get") else getattr(export, name, default)
+        except Exception as exc:  # an unresolvable ${oc.env:…}: say which, never echo a value
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            first = re.sub(r"^\w+ raised while resolving interpolation: ", "", first).strip('"')
+            hint = "; set that variable in the job's environment" if "Environment variable" in first else ""
+            raise ConfigError(f"cannot be resolved: {first}{hint}", key=f"{key}.{name}") from None
+        return default if value is None else value
+
+    fmt = str(get("format", "")).lower()
+    if fmt not in EXPORT_FORMATS:
+        allowed = ", ".join(EXPORT_FORMATS)
+        raise ConfigError(
+            f"'{fmt}' is not an export format{did_you_mean(fmt, EXPORT_FORMATS)} (allowed: {allowed})",
+            key=f"{key}.format",
+        )
+    for name in ("url", "table") if fmt == "jdbc" else ("path",):
+        if not str(get(name, "")).strip():
+            raise ConfigError(f"a {fmt} export needs '{name}'", key=f"{key}.{name}")
+    spec = _Spec(
+        key=key,
+        format=fmt,
+        path=_text(get("path")),
+        url=_text(get("url")),
+        table=_text(get("table")),
+        user=_text(get("user")),
+        password=_text(get("password")),
+        options={str(k): _option_text(v) for k, v in dict(get("options", {})).items()},
+        columns=tuple(dict.fromkeys(str(c) for c in get("columns", []))),
+        served_only=bool(get("served_only", True)),
+    )
+    if spec.path and "://" in spec.path:
+        raise ConfigError(f"'{spec.path}' is a URI; file exports go to a local folder path", key=f"{key}.path")
+    if spec.url and not spec.url.startswith("jdbc:postgresql:"):
+        shown = _redact_url(spec.url)
+        raise ConfigError(f"'{shown}': jdbc exports support PostgreSQL (jdbc:postgresql://…)", key=f"{key}.url")
+    return spec
+
+
+def _select(frame: Any, spec: _Spec, dates: tuple[date, ...]) -> Any:
+    """The rows and columns this export writes (lazy); checks the columns it needs exist."""
+    from pyspark.sql import functions as F  # noqa: N812
+
+    available = list(frame.columns)
+    if RUN_DATE not in available:
+        raise SchemaMismatchError(f"the predictions given to {spec.key} have no '{RUN_DATE}' column")
+    if spec.served_only:
+        if SERVED not in available:
+            raise ConfigError(
+                f"the predictions have no '{SERVED}' column; set served_only: false to export every row",
+                key=f"{spec.key}.served_only",
+            )
+        frame = frame.where(frame[SERVED])  # false and null: not served
+    if spec.columns:
+        for j, name in enumerate(spec.columns):
+            if name not in available:
+                raise ConfigError(
+                    f"'{name}' is not a column of the predictions{did_you_mean(name, available)} "
+                    f"(available: {', '.join(available)})",
+                    key=f"{spec.key}.columns[{j}]",
+                )
+        keep = list(dict.fromkeys([*spec.columns, RUN_DATE]))
+        frame = frame.select(*[frame[c] for c in keep])
+    frame = frame.where(F.col(RUN_DATE).isin(list(dates))) if dates else frame.limit(0)
+    return _nested_as_json(frame) if spec.format in ("csv", "jdbc") else frame
+
+
+def _nested_as_json(frame: Any) -> Any:
+    """Arrays, structs and maps as JSON text (``reasons`` for csv and jdbc); other columns unchanged."""
+    from pyspark.sql import functions as F  # noqa: N812
+    from pyspark.sql.types import ArrayType, MapType, StructType
+
+    nested = (ArrayType, MapType, StructType)
+    return frame.select(
+        *[
+            F.to_json(frame[f.name]).alias(f.name) if isinstance(f.dataType, nested) else frame[f.name]
+            for f in frame.schema.fields
+        ]
+    )
+
+
+# ---- parquet / csv: a folder per run date, swapped in by renames ------------------------------
+
+
+def _export_files(frame: Any, spec: _Spec, dates: tuple[date, ...], project_root: Path) -> int:
+    """Write ``frame`` under a staging folder, then swap each run date's folder in; return the rows."""
+    from pyspark.sql import Observation
+    from pyspark.sql import functions as F  # noqa: N812
+
+    root = _folder(str(spec.path), project_root)
+    _warn_leftovers(root / STAGING_DIR)
+    staging = root / STAGING_DIR / uuid.uuid4().hex
+    counted = Observation(f"lakeforge_export_{staging.name}")
+    writer = frame.observe(counted, F.count(F.lit(1)).alias("rows")).write.partitionBy(RUN_DATE)
+    try:
+        try:
+            writer.format(spec.format).options(**{**_FILE_DEFAULTS[spec.format], **spec.options}).save(str(staging))
+            rows = int(counted.get["rows"])
+        except Exception as exc:
+            raise TableError(
+                f"{spec.where(project_root)}: Spark could not write the export: {_first_line(exc, spec)}. "
+                "Check that the folder is writable and the options are valid; no run date was changed."
+            ) from None
+        for run_date in dates:
+            _swap_in(staging, root, run_date, spec, project_root)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        with contextlib.suppress(OSError):  # only when no other export's staging is in there
+            staging.parent.rmdir()
+    return rows
+
+
+def _swap_in(staging: Path, root: Path, run_date: date, spec: _Spec, project_root: Path) -> None:
+    """Replace ``root/run_date=…`` with the staged folder (an empty one when the date has no rows)."""
+    name = f"{RUN_DATE}={run_date.isoformat()}"
+    new, target, aside = staging / name, root / name, staging / f"replaced-{name}"
+    try:
+        new.mkdir(exist_ok=True)
+        for checksum in new.glob(".*.crc"):  # Hadoop's local checksums: noise for consumers
+            checksum.unlink()
+        moved_aside = target.exists()
+        if moved_aside:
+            os.rename(target, aside)
+        try:
+            os.rename(new, target)
+        except OSError:
+            if moved_aside:
+                os.rename(aside, target)  # put the old complete folder back
+            raise
+    except OSError as exc:
+        raise TableError(
+            f"{spec.where(project_root)}: cannot replace '{target}': {exc.strerror or exc}. "
+            "Check the folder's permissions; the run date keeps its previous files."
+        ) from None
+    shutil.rmtree(aside, ignore_errors=True)
+
+
+def _warn_leftovers(staging_root: Path) -> None:
+    """Say when an interrupted export left staging folders behind (they are never read)."""
+    leftovers = sorted(p.name for p in staging_root.iterdir()) if staging_root.is_dir() else []
+    if leftovers:
+        log.warning(
+            "'%s' holds %d staging folder(s) from an interrupted export; delete them when no export is running",
+            staging_root,
+            len(leftovers),
+        )
+
+
+# ---- jdbc: a staging table, then one transaction ----------------------------------------------
+
+
+def _export_jdbc(spark: Any, frame: Any, spec: _Spec, dates: tuple[date, ...], project_root: Path) -> int:
+    """Write a staging table with Spark, then swap the run dates' rows in one transaction; return the rows."""
+    target = _quote_table(str(spec.table))
+    staging = _quote_table(_staging_name(str(spec.table)))
+    conn = _connect(spark, spec, project_root)  # fails fast, before Spark writes anything
+    try:
+        try:
+            writer = frame.write.format("jdbc").options(**spec.options).mode("overwrite")
+            writer = writer.option("driver", spec.options.get("driver", DEFAULT_JDBC_DRIVER))
+            writer = writer.option("url", str(spec.url)).option("dbtable", staging)
+            for name in ("user", "password"):
+                if getattr(spec, name) is not None:
+                    writer = writer.option(name, getattr(spec, name))
+            writer.save()
+            columns = ", ".join(_quote(c) for c in frame.columns)
+            in_dates = ", ".join(f"DATE '{d.isoformat()}'" for d in dates)  # our own formatting: safe
+            stmt = conn.createStatement()
+            stmt.execute(f"CREATE TABLE IF NOT EXISTS {target} AS SELECT * FROM {staging} WITH NO DATA")
+            # Serialize exporters of this table (delete + insert must not interleave); readers go on.
+            stmt.execute(f"LOCK TABLE {target} IN SHARE ROW EXCLUSIVE MODE")
+            stmt.executeUpdate(f"DELETE FROM {target} WHERE {_quote(RUN_DATE)} IN ({in_dates})")
+            rows = int(stmt.executeUpdate(f"INSERT INTO {target} ({columns}) SELECT {columns} FROM {staging}"))
+            stmt.execute(f"DROP TABLE {staging}")
+            conn.commit()
+            return rows
+        except BaseException as exc:
+            _quietly(conn.rollback)
+            left = None if _drop_quietly(conn, staging) else staging
+            if isinstance(exc, Exception) and not isinstance(exc, LakeforgeError):
+                raise _database_error(spark, exc, spec, project_root, "the write failed", left) from None
+            raise
+    finally:
+        _quietly(conn.close)
+
+
+def _connect(spark: Any, spec: _Spec, project_root: Path) -> Any:
+    """A driver-side JDBC connection (autocommit off), through the JVM's DriverManager."""
+    jvm = spark._jvm
+    driver = spec.options.get("driver", DEFAULT_JDBC_DRIVER)
+    # Spark loads spark.jars in its own class loader; its registry makes the driver visible to DriverManager.
+    _quietly(lambda: jvm.org.apache.spark.sql.execution.datasources.jdbc.DriverRegistry.register(driver))
+    props = jvm.java.util.Properties()
+    for name, value in spec.options.items():
+        if name.lower() not in _SPARK_JDBC_OPTIONS:
+            props.setProperty(name, value)
+    for name in ("user", "password"):
+        if getattr(spec, name) is not None:
+            props.setProperty(name, getattr(spec, name))
+    try:
+        conn = jvm.java.sql.DriverManager.getConnection(str(spec.url), props)
+        conn.setAutoCommit(False)
+    except Exception as exc:
+        raise _database_error(spark, exc, spec, project_root, "cannot connect") from None
+    return conn
+
+
+def _database_error(
+    spark: Any, exc: BaseException, spec: _Spec, project_root: Path, what: str, staging_left: str | None = None
+) -> LakeforgeError:
+    """A one-line error from a JDBC failure: transient for connection trouble, credentials never shown."""
+    sql_state, message = _sql_failure(spark, exc)
+    detail = (_redact(message, spec) if message else _first_line(exc, spec)).rstrip(".")
+    where = spec.where(project_root)
+    if "No suitable driver" in detail:
+        return TableError(
+            f"{where}: {what}: no JDBC driver for this url in the JVM. Add the PostgreSQL JDBC jar to the "
+            "Spark session (spark.conf: spark.jars: /usr/share/java/postgresql.jar)."
+        )
+    dropped = f"staging table {staging_left} could not be dropped: drop it" if staging_left else "staging table dropped"
+    if sql_state.startswith(("08", "28")):
+        text = (
+            f"{where}: {what}: {detail} [SQLSTATE {sql_state}]. Check that the server at that url is up and "
+            f"reachable, and the user and password (they come from ${{oc.env:…}} in {spec.key}: are those "
+            "environment variables set and right?)."
+        )
+    else:
+        state = f" [SQLSTATE {sql_state}]" if sql_state else ""
+        text = (
+            f"{where}: {what}: {detail}{state}. Nothing was changed: the transaction was rolled back and the "
+            f"{dropped}. If the target table's columns differ from the export's, alter or drop it."
+        )
+    return TransientError(text) if sql_state.startswith(_TRANSIENT_SQLSTATE) else TableError(text)
+
+
+def _sql_failure(spark: Any, exc: BaseException) -> tuple[str, str]:
+    """The SQLSTATE and first message line of the first java.sql.SQLException under ``exc``, or ('', '')."""
+    from py4j.java_gateway import is_instance_of
+
+    java = getattr(exc, "java_exception", None) or getattr(exc, "_origin", None)  # py4j, or pyspark's captured
+    gateway = spark.sparkContext._gateway
+    for _ in range(20):  # a cause chain is short; never loop forever
+        if java is None:
+            break
+        if is_instance_of(gateway, java, "java.sql.SQLException"):
+            # A batch insert's real error is its next exception.
+            chosen = java.getNextException() or java
+            text = str(chosen.getMessage() or "").strip()
+            return str(chosen.getSQLState() or ""), text.splitlines()[0] if text else ""
+        java = java.getCause()
+    return "", ""
+
+
+def _drop_quietly(conn: Any, staging: str) -> bool:
+    """Drop the staging table (after a rollback undid the transaction's own drop); never raise."""
+
+    def drop() -> None:
+        conn.createStatement().execute(f"DROP TABLE IF EXISTS {staging}")
+        conn.commit()
+
+    return _quietly(drop)
+
+
+def _quietly(action: Any) -> bool:
+    """Run a cleanup step, returning whether it worked; its failure must not hide the error being raised."""
+    try:
+        action()
+    except Exception as exc:  # cleanup is best effort; the staging name makes leftovers easy to find
+        log.debug("export cleanup step failed: %s", type(exc).__name__)
+        return False
+    return True
+
+
+def _staging_name(table: str) -> str:
+    """``<table>__lf_staging_<id>`` in the same schema, within PostgreSQL's 63-byte identifiers."""
+    schema, _, name = table.rpartition(".")
+    suffix = f"{STAGING_TABLE_MARK}{uuid.uuid4().hex[:8]}"
+    short = name.encode()[: _PG_MAX_IDENTIFIER - len(suffix)].decode(errors="ignore")
+    return f"{schema}.{short}{suffix}" if schema else f"{short}{suffix}"
+
+
+def _quote(identifier: str) -> str:
+    """A PostgreSQL quoted identifier."""
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+def _quote_table(table: str) -> str:
+    """``schema.table`` or ``table``, each part quoted."""
+    return ".".join(_quote(part) for part in table.split("."))
+
+
+# ---- small helpers ------------------------------------------------------------------------------
+
+
+def _folder(path: str, project_root: Path) -> Path:
+    """An export folder: relative paths resolve against the project root."""
+    folder = Path(path).expanduser()
+    return folder if folder.is_absolute() else Path(project_root) / folder
+
+
+def _redact_url(url: str) -> str:
+    """The url without credentials: no ``user:pass@`` and no user, password or secret parameters."""
+    url = re.sub(r"//[^/@?]*@", "//", url)
+    base, _, query = url.partition("?")
+    kept = [p for p in query.split("&") if p and not re.match(r"(user|.*password|.*secret|.*token)=", p, re.I)]
+    return f"{base}?{'&'.join(kept)}" if kept else base
+
+
+def _redact(text: str, spec: _Spec) -> str:
+    """``text`` with every credential of ``spec`` replaced by ***."""
+    if spec.url:
+        text = text.replace(spec.url, _redact_url(spec.url))
+    for secret in sorted(spec.secrets, key=len, reverse=True):
+        text = re.sub(rf"(?<!\w){re.escape(secret)}(?!\w)", "***", text)
+    return text
+
+
+def _first_line(exc: BaseException, spec: _Spec) -> str:
+    """The first line of an exception's message, credentials removed."""
+    lines = str(exc).strip().splitlines()
+    # py4j: "An error occurred while calling o12.save.\n: java.…Exception: the message"
+    line = next((ln for ln in lines if ln.startswith(": ")), lines[0] if lines else type(exc).__name__)
+    return _redact(line.removeprefix(": ").strip(), spec)
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _option_text(value: Any) -> str:
+    """Spark options are strings; booleans as Spark spells them."""
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def _as_date(value: date | str) -> date:
+    """A run date from a date, a datetime or an ISO string."""
+    if isinstance(value, datetime):
+        return value.date()
+    return value if isinstance(value, date) else date.fromisoformat(str(value))
+
+
+def _date_span(dates: tuple[date, ...]) -> str:
+    if not dates:
+        return "(none)"
+    return dates[0].isoformat() if len(dates) == 1 else f"{dates[0]}..{dates[-1]} ({len(dates)})"

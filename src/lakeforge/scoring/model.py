@@ -1,0 +1,73 @@
+"""The model versions a scoring job uses, found by registry alias and loaded once on the driver.
+
+The features a version scores on come from its logged signature, not from today's config: a
+champion trained before a feature was added still gets exactly the columns it was trained on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from lakeforge.errors import RegistryError
+
+
+@dataclass(frozen=True)
+class ScoringModel:
+    """One registered model version behind an alias, with what the prediction rows record of it."""
+
+    name: str
+    alias: str
+    version: int
+    run_id: str
+    uri: str
+    features: tuple[str, ...]
+    task: str
+    estimator: Any  # scikit-learn API (LightGBM's included)
+
+
+def _features(info: Any, uri: str) -> tuple[str, ...]:
+    signature = getattr(info, "signature", None)
+    names = signature.inputs.input_names() if signature is not None and signature.inputs is not None else []
+    if not names:
+        raise RegistryError(f"{uri} was logged without named input columns in its signature; retrain it with lakeforge")
+    return tuple(str(n) for n in names)
+
+
+def load_model(client: Any, name: str, alias: str, task: str) -> ScoringModel:
+    """The version ``alias`` of registered model ``name`` points at, loaded.
+
+    Errors name the model and alias and say how to get one: no such model (train it), no such
+    alias (promote, or choose another alias), a Spark MLlib model (not scored in batch yet).
+    """
+    import mlflow.sklearn
+    from mlflow.models import get_model_info
+
+    from lakeforge.tracking.registry import alias_version, model_version
+
+    version = alias_version(client, name, alias)
+    if version is None:
+        hint = (
+            "promote a version (`lakeforge run evaluate` or `lakeforge promote`)"
+            if alias == "champion"
+            else "set it in the registry, or remove it from model.scoring"
+        )
+        raise RegistryError(f"model '{name}' has no version with alias '{alias}'; {hint}")
+    mv = model_version(client, name, version)
+    uri = f"models:/{name}/{version}"
+    info = get_model_info(uri)
+    if "spark" in (info.flavors or {}):
+        raise RegistryError(
+            f"{uri} (alias {alias}) is a Spark MLlib model; batch scoring runs scikit-learn-API models "
+            "(LightGBM, scikit-learn) only"
+        )
+    return ScoringModel(
+        name=name,
+        alias=alias,
+        version=int(version),
+        run_id=str(mv.run_id),
+        uri=uri,
+        features=_features(info, uri),
+        task=task,
+        estimator=mlflow.sklearn.load_model(uri),
+    )
