@@ -64,8 +64,9 @@ demo: setup
 	@# ingest every dataset into raw.* with bad rows in quarantine.*, build the point-in-time
 	@# features.flight_delay for all of 2013, train the flight-delay model on Jan-Aug 2013
 	@# (validated on September, tested on 1-13 October; MLflow in mlflow.db, alias challenger),
-	@# and pass it through the promotion gate (alias champion).
-	$(BIN)/dvc repro evaluate
+	@# pass it through the promotion gate (alias champion) and score every day from 16 October
+	@# to 31 December 2013 with the champion into predictions.flight_delay.
+	$(BIN)/dvc repro score
 	$(BIN)/lakeforge tables
 	$(BIN)/lakeforge sql "SELECT origin, count(*) AS flights, round(avg(dep_delay), 1) AS avg_dep_delay_min, \
 		round(avg(CASE WHEN arr_delay > 15 THEN 1 ELSE 0 END), 3) AS share_late FROM raw.flights GROUP BY origin ORDER BY origin"
@@ -74,6 +75,9 @@ demo: setup
 	$(BIN)/lakeforge sql "SELECT carrier, count(*) AS flights, round(avg(carrier_delay_rate_7d), 3) AS delay_rate_7d, \
 		round(avg(wx_visib), 2) AS visibility, round(avg(plane_age), 1) AS plane_age FROM features.flight_delay \
 		GROUP BY carrier ORDER BY flights DESC LIMIT 5"
+	@# The README's example queries on the predictions (scripts/readme_sql.py prints query N).
+	@for i in 0 1 2; do query="$$($(BIN)/python scripts/readme_sql.py $$i)"; echo "lakeforge sql \"$$query\""; \
+		$(BIN)/lakeforge sql "$$query" || exit 1; done
 	@# A second, much worse model (stumps): the gate must refuse it (exit 3) and keep the champion.
 	$(BIN)/lakeforge run train run_date=2013-10-15 model.params.num_leaves=2 model.params.n_estimators=5
 	@$(BIN)/lakeforge run evaluate run_date=2013-10-15; status=$$?; \

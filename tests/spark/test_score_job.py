@@ -121,6 +121,18 @@ def test_a_scored_date_carries_lineage_reasons_and_coverage(spark: Any, project:
     missing = read_table(spark, project.catalog, f"{TABLE}__missing")
     assert missing.where(missing.run_date == DAY).count() == 0
 
+    # One SQL join takes a prediction back to its training run, data versions and git commit.
+    from lakeforge.lake.sql import run_sql
+
+    joined = run_sql(
+        project.catalog,
+        "SELECT p.model_version, m.model_run_id, m.git_commit, m.training_inputs, m.aliases, count(*) AS n "
+        "FROM predictions.demo_model p JOIN registry.model_versions m USING (model_name, model_version) GROUP BY ALL",
+    )
+    assert [tuple(r.values()) for r in joined.to_pylist()] == [
+        (1, project.v1.run_id, "abc", '{"raw.ev": 0}', "champion", 72)
+    ]
+
     # The export holds the served rows of the date.
     exported = spark.read.parquet(str(export_dir / f"run_date={DAY}"))
     assert exported.count() == 72 and result.exports[0].rows == 72

@@ -10,7 +10,7 @@ from typing import Any
 from lakeforge.errors import TableNotFoundError, UsageError, did_you_mean
 
 # The layers of DESIGN.md §2, lower first.
-LAYERS = ("raw", "quarantine", "features", "predictions", "monitoring", "scratch")
+LAYERS = ("raw", "quarantine", "features", "predictions", "registry", "monitoring", "scratch")
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
 

@@ -152,7 +152,19 @@ def score_step(spark: Any, cfg: Any, catalog: Any, lineage: Any) -> None:
             }
         },
     )
-    log.info("score: wrote %s", marker)
+    metrics = Path(str(cfg.project_root)) / "metrics" / "score.json"
+    _write_json(
+        metrics,
+        {
+            "model": cfg.model.name,
+            "versions": {alias: m["version"] for alias, m in result.models.items()},
+            "run_dates": len(result.days),
+            "population": sum(d.population for d in result.days),
+            "scored": sum(d.scored for d in result.days),
+            "missing": sum(sum(d.missing.values()) for d in result.days),
+        },
+    )
+    log.info("score: wrote %s and %s", marker, metrics)
 
 
 STEPS: dict[str, Callable[[Any, Any, Any, Any], None]] = {

@@ -10,7 +10,8 @@
 4. Scoring on the executors with ``mapInArrow`` (`lakeforge.scoring.predict`), every alias on the
    same rows; each batch validated before it leaves the worker (`lakeforge.scoring.validate`).
 5. One Delta commit replaces the dates' partitions (a re-run leaves exactly one set of rows per
-   date and alias), its metadata repeating the lineage; then the missing rows and the exports.
+   date and alias), its metadata repeating the lineage; then the missing rows, the model's rows
+   of ``registry.model_versions`` (`lakeforge.scoring.versions`) and the exports.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from lakeforge.scoring.hashing import bucket_column
 from lakeforge.scoring.model import ScoringModel, load_model
 from lakeforge.scoring.predict import EXACT, Scorer, resolve_method
 from lakeforge.scoring.validate import duplicate_keys, failure_from
+from lakeforge.scoring.versions import write_model_versions
 
 log = logging.getLogger(__name__)
 
@@ -329,6 +331,8 @@ def score(spark: Any, cfg: Any, catalog: Catalog, lineage: Lineage) -> ScoreResu
     }
     result = _write(spark, frame, catalog, table, days, lineage, metadata, scoring)
     _write_missing(missing, catalog, missing_table, days, lineage, scored_at, keys)
+    primary = str(model_cfg.get("primary_metric") or "roc_auc")
+    write_model_versions(spark, catalog, client, str(model_cfg.name), primary, replace(lineage, step="score"))
     exports = _exports(spark, cfg, catalog, table, result.version, days, scoring)
     return ScoreResult(
         table=table,
