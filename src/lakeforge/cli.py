@@ -333,6 +333,31 @@ def lineage(
     _guard(body)
 
 
+@app.command()
+def explain(
+    table: Annotated[str, typer.Argument(help="A prediction table, e.g. predictions.flight_delay")],
+    where: Annotated[
+        str, typer.Option(help="SQL predicate choosing the rows, e.g. \"carrier = 'UA' AND flight = 1545\"")
+    ],
+    limit: Annotated[int, typer.Option(help="Refuse when more rows than this match.")] = 20,
+    overrides: OverridesArg = None,
+    conf_dir: ConfDirOpt = None,
+) -> None:
+    """Exact reasons (TreeSHAP) for chosen prediction rows, from the model and feature versions that scored them."""
+
+    def body() -> None:
+        from lakeforge.scoring.explain import explain as explain_rows
+
+        cfg, catalog = _project(overrides, conf_dir)
+        found = explain_rows(cfg, catalog, table, where, limit)
+        if not found:
+            _err(f'no rows of {table} match --where "{where}"')
+            raise typer.Exit(1)
+        typer.echo("\n\n".join(e.describe() for e in found))
+
+    _guard(body)
+
+
 ModelArg = Annotated[str, typer.Argument(help="The registered model, e.g. flight_delay")]
 
 

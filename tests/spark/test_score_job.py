@@ -139,6 +139,28 @@ def test_a_scored_date_carries_lineage_reasons_and_coverage(spark: Any, project:
     assert "population 72; scored 72; without a prediction 0" in result.describe()
 
 
+def test_explain_recomputes_exact_reasons_for_chosen_rows(spark: Any, project: SimpleNamespace) -> None:
+    import math
+
+    from lakeforge.errors import TableError, UsageError
+    from lakeforge.scoring.explain import explain
+
+    (found,) = explain(project.cfg, project.catalog, TABLE, "id = 2810 AND model_alias = 'champion'")
+    stored = _rows(spark, project).set_index("id").loc[2810]
+    assert found.keys["id"] == 2810 and found.keys["t"].replace(tzinfo=None) == stored.t.to_pydatetime()
+    assert found.run_date == DAY
+    assert found.model == "demo_model v1 (alias champion)" and found.method == "treeshap"
+    assert abs(found.score - stored.score) <= 1e-9 and "matches the stored score" in found.describe()
+    assert {f for f, _, _ in found.contributions} == {"hour_of_day", "key", "n_1d"}
+    raw = found.bias + sum(c for _, _, c in found.contributions)
+    assert 1 / (1 + math.exp(-raw)) == pytest.approx(found.score, abs=1e-9)
+    assert found.stored_method == "path" and found.stored_reasons == list(stored.reasons)
+    with pytest.raises(UsageError, match="matches more than 5 rows"):
+        explain(project.cfg, project.catalog, TABLE, "TRUE", limit=5)
+    with pytest.raises(TableError, match=r"'features\.demo' is not a prediction table"):
+        explain(project.cfg, project.catalog, "features.demo", "TRUE")
+
+
 def test_rerun_replaces_only_its_dates_leaving_one_set_of_rows(spark: Any, project: SimpleNamespace) -> None:
     first = score(spark, _cfg(project, start_date="2024-06-08", end_date="2024-06-09"), project.catalog, _lineage("s"))
     assert first.rows == 144 and [d.run_date for d in first.days] == [date(2024, 6, 8), DAY]

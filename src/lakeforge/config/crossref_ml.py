@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from lakeforge.config.crossref import (
     Report,
@@ -172,7 +172,8 @@ def check_model(cfg: dict[str, Any], report: Report) -> None:
     _check_scoring(model, report)
 
 
-def _number(value: Any) -> bool:
+def _number(value: Any) -> TypeGuard[int | float]:
+    """A number given in the config (not a bool)."""
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 

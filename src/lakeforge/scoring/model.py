@@ -26,7 +26,7 @@ class ScoringModel:
     estimator: Any  # scikit-learn API (LightGBM's included)
 
 
-def _features(info: Any, uri: str) -> tuple[str, ...]:
+def model_features(info: Any, uri: str) -> tuple[str, ...]:
     signature = getattr(info, "signature", None)
     names = signature.inputs.input_names() if signature is not None and signature.inputs is not None else []
     if not names:
@@ -67,7 +67,7 @@ def load_model(client: Any, name: str, alias: str, task: str) -> ScoringModel:
         version=int(version),
         run_id=str(mv.run_id),
         uri=uri,
-        features=_features(info, uri),
+        features=model_features(info, uri),
         task=task,
         estimator=mlflow.sklearn.load_model(uri),
     )

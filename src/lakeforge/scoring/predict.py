@@ -130,7 +130,7 @@ class Scorer:
 
     def _predict(self, estimator: Any, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if self.task == "classification":
-            score = _positive_proba(estimator, x, self.features, self.num_threads)
+            score = positive_proba(estimator, x, self.features, self.num_threads)
             return score, (score >= self.threshold).astype(np.int32)
         value = _call(estimator.predict, estimator, x, self.features, self.num_threads)
         return np.asarray(value, dtype=np.float64), np.asarray(value, dtype=np.float64)
@@ -185,7 +185,7 @@ def _call(method: Any, estimator: Any, x: np.ndarray, features: Sequence[str], n
         return method(pd.DataFrame(x, columns=list(features)))
 
 
-def _positive_proba(estimator: Any, x: np.ndarray, features: Sequence[str], num_threads: int) -> np.ndarray:
+def positive_proba(estimator: Any, x: np.ndarray, features: Sequence[str], num_threads: int = 0) -> np.ndarray:
     """P(class 1) per row."""
     proba = np.asarray(_call(estimator.predict_proba, estimator, x, features, num_threads))
     return proba[:, 1] if proba.ndim == 2 else proba
@@ -199,7 +199,7 @@ def occlusion_contributions(
 
     def predict(m: np.ndarray) -> np.ndarray:
         if task == "classification":
-            return _positive_proba(estimator, m, features, num_threads)
+            return positive_proba(estimator, m, features, num_threads)
         return np.asarray(_call(estimator.predict, estimator, m, features, num_threads), dtype=np.float64)
 
     base = predict(x)
