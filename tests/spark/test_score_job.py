@@ -331,3 +331,42 @@ def test_rollback_then_rescore_serves_the_previous_champion(spark: Any, project:
 def test_an_alias_nobody_set_is_a_clear_error(spark: Any, project: SimpleNamespace) -> None:
     with pytest.raises(RegistryError, match="model 'demo_model' has no version with alias 'canary-x'"):
         score(spark, _cfg(project, {"alias": "canary-x"}), project.catalog, _lineage("score"))
+
+
+def test_rows_a_model_raises_on_are_recorded_not_lost(spark: Any, project: SimpleNamespace) -> None:
+    """A logistic regression fitted without missing values raises on the rows where v_or_null is null:
+    those rows are retried one by one, recorded as missing with the error, and the others scored."""
+    import mlflow
+    import numpy as np
+    import pandas as pd
+    from sklearn.linear_model import LogisticRegression
+
+    from lakeforge.tracking.models import log_model, set_alias
+    from lakeforge.tracking.store import connect
+
+    features = ["hour_of_day", "key", "v_or_null"]
+    rng = np.random.default_rng(0)
+    x = pd.DataFrame(rng.normal(size=(200, 3)), columns=features)
+    fragile = LogisticRegression().fit(x, (x.v_or_null > 0).astype(int))
+    tracking = connect(project.cfg)
+    with mlflow.start_run(experiment_id=tracking.experiment_id):
+        info = log_model(fragile, x.head(3), features, "classification", "demo_model")
+    set_alias(project.client, "demo_model", "fragile", info.registered_model_version)
+
+    result = score(spark, _cfg(project, {"alias": "fragile"}), project.catalog, _lineage("score"))
+    null_ids = {i for i in range(39 * 72, 40 * 72) if i % 5 == 0}
+    (day,) = result.days
+    reason = (
+        f"model error (demo_model v{info.registered_model_version} (alias fragile)): ValueError: Input X contains NaN"
+    )
+    assert day.population == 72 and day.scored == 72 - len(null_ids)
+    assert len(day.missing) == 1 and next(iter(day.missing)).startswith(reason)
+    rows = _rows(spark, project)
+    assert set(rows.id) == set(range(39 * 72, 40 * 72)) - null_ids
+    # Occlusion blanks one feature at a time: this model cannot take that, so no reasons, said so.
+    assert (rows.reasons_method == "error").all() and rows.reasons.isna().all()
+    missing = read_table(spark, project.catalog, f"{TABLE}__missing").toPandas()
+    missing = missing[missing.run_date == DAY]
+    assert set(missing.id) == null_ids and missing.reason.str.startswith(reason).all()
+    commit = DeltaTable(project.catalog.table_uri(TABLE)).history(1)[0]
+    assert json.loads(commit["lakeforge.coverage"])[DAY.isoformat()]["scored"] == 72 - len(null_ids)

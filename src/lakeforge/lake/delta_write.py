@@ -22,7 +22,7 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -367,12 +367,13 @@ def write_table(
     lineage: Lineage | None = None,
     max_retries: int = 5,
     replace_partitions: Sequence[Mapping[str, Any]] = (),
-    metadata: Mapping[str, Any] | None = None,
+    metadata: Mapping[str, Any] | Callable[[], Mapping[str, Any]] | None = None,
 ) -> CommitResult:
     """Write a Spark DataFrame to a Delta table (created on first write) in one atomic commit.
 
     ``metadata``: more facts for the commit metadata, each stored as ``lakeforge.<key>`` (values
-    that are not strings, numbers or booleans as JSON text).
+    that are not strings, numbers or booleans as JSON text); a callable is called once the data
+    is written, just before the commit (for facts the write itself produces).
 
     ``overwrite_partitions`` replaces every partition the data lands in, plus those listed in
     ``replace_partitions`` (``{column: value}``; None = the null partition), so a batch whose
@@ -411,10 +412,7 @@ def write_table(
         app_version,
         lineage,
         replace=_partition_tuples(name, partition_cols, replace_partitions),
-        extra={
-            k: v if isinstance(v, str | int | float | bool) else json.dumps(v, sort_keys=True, default=str)
-            for k, v in (metadata or {}).items()
-        },
+        extra=_extra(metadata) if isinstance(metadata, Mapping) else {},
     )
     staging = Path(uri) / STAGING_DIR / write.write_id
     try:
@@ -423,6 +421,8 @@ def write_table(
             str(staging)
         )
         write.files = _publish_staged(Path(uri), staging, write.write_id, partition_cols)
+        if callable(metadata):
+            write.extra = _extra(metadata())
         return _commit(catalog, write, partition_by, max_retries)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -432,6 +432,13 @@ def write_table(
         # (vacuum removes them later if the commit did not land).
         if not write.commit_started:
             _discard(Path(uri), write)
+
+
+def _extra(metadata: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        k: v if isinstance(v, str | int | float | bool) else json.dumps(v, sort_keys=True, default=str)
+        for k, v in metadata.items()
+    }
 
 
 def partition_value(value: Any) -> str | None:

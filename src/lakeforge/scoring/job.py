@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import pickle
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -32,7 +32,7 @@ from lakeforge.lake.delta import Lineage, read_table, write_table
 from lakeforge.lake.delta_common import open_table, snapshot_files
 from lakeforge.scoring.hashing import bucket_column
 from lakeforge.scoring.model import ScoringModel, load_model
-from lakeforge.scoring.predict import EXACT, Scorer, resolve_method
+from lakeforge.scoring.predict import EXACT, RowList, Scorer, resolve_method
 from lakeforge.scoring.validate import duplicate_keys, failure_from
 from lakeforge.scoring.versions import write_model_versions
 
@@ -165,7 +165,7 @@ def _required_null(required: Sequence[str]) -> Any:
     )
 
 
-def _scorer(model: ScoringModel, scoring: Any, spark: Any, keys: list[str]) -> Scorer:
+def _scorer(model: ScoringModel, scoring: Any, spark: Any, keys: list[str], errors: Any) -> Scorer:
     reasons = scoring.reasons
     method = resolve_method(str(reasons.method), model.estimator, int(reasons.top_k))
     payload = spark.sparkContext.broadcast(pickle.dumps(model.estimator))
@@ -182,6 +182,7 @@ def _scorer(model: ScoringModel, scoring: Any, spark: Any, keys: list[str]) -> S
         exact_min_score=None if reasons.exact_min_score is None else float(reasons.exact_min_score),
         num_threads=int(scoring.threads_per_task or 1),
         passthrough=(*keys, RUN_DATE, BUCKET),
+        errors=errors,
     )
 
 
@@ -300,7 +301,8 @@ def score(spark: Any, cfg: Any, catalog: Catalog, lineage: Lineage) -> ScoreResu
         "scored_at": F.lit(scored_at).cast("timestamp"),
         "job_run_id": F.lit(lineage.job_run_id),
     }
-    scorers = {alias: _scorer(models[alias], scoring, spark, keys) for alias, _ in roles}
+    errors = spark.sparkContext.accumulator([], RowList())
+    scorers = {alias: _scorer(models[alias], scoring, spark, keys, errors) for alias, _ in roles}
     parts = [_scored(to_score, scorers[a], models[a], role, canary, lineage_cols) for a, role in roles]
     frame = parts[0]
     for part in parts[1:]:
@@ -318,18 +320,30 @@ def score(spark: Any, cfg: Any, catalog: Catalog, lineage: Lineage) -> ScoreResu
         }
         for alias, role in roles
     }
-    metadata = {
-        "model_name": str(model_cfg.name),
-        "models": described,
-        "feature_table": feature_table,
-        "feature_table_version": version,
-        "run_dates": [start.isoformat(), end.isoformat()],
-        "coverage": {
-            d.run_date.isoformat(): {"population": d.population, "scored": d.scored, "missing": d.missing}
-            for d in counts
-        },
-    }
+    serving = {scorers[a].label for a, role in roles if role != "shadow"}
+    failed: list[tuple[dict[str, Any], str, str]] = []
+
+    def metadata() -> dict[str, Any]:
+        """Called once the rows are written: the model errors are known, the commit not yet made."""
+        failed.extend(_unique_errors(errors.value, keys))
+        counts[:] = _with_errors(counts, failed, serving)
+        return {
+            "model_name": str(model_cfg.name),
+            "models": described,
+            "feature_table": feature_table,
+            "feature_table_version": version,
+            "run_dates": [start.isoformat(), end.isoformat()],
+            "coverage": {
+                d.run_date.isoformat(): {"population": d.population, "scored": d.scored, "missing": d.missing}
+                for d in counts
+            },
+        }
+
     result = _write(spark, frame, catalog, table, days, lineage, metadata, scoring)
+    if failed:
+        log.warning("score: the model raised on %d row(s); recorded in %s", len(failed), missing_table)
+        rows = [(*(row[k] for k in (*keys, RUN_DATE)), reason) for row, _, reason in failed]
+        missing = missing.unionByName(spark.createDataFrame(rows, missing.schema))
     _write_missing(missing, catalog, missing_table, days, lineage, scored_at, keys)
     primary = str(model_cfg.get("primary_metric") or "roc_auc")
     write_model_versions(spark, catalog, client, str(model_cfg.name), primary, replace(lineage, step="score"))
@@ -347,6 +361,25 @@ def score(spark: Any, cfg: Any, catalog: Catalog, lineage: Lineage) -> ScoreResu
         missing_table=missing_table,
         exports=exports,
     )
+
+
+def _unique_errors(found: list[Any], keys: list[str]) -> list[tuple[dict[str, Any], str, str]]:
+    """The rows a model raised on, once each (a retried or speculative task may report them twice)."""
+    unique: dict[tuple[Any, ...], tuple[dict[str, Any], str, str]] = {}
+    for row, label, reason in found:
+        unique.setdefault((*(row[k] for k in (*keys, RUN_DATE)), label), (row, label, reason))
+    return list(unique.values())
+
+
+def _with_errors(counts: list[DayCount], failed: list[Any], serving: set[str]) -> list[DayCount]:
+    """The day counts with the model errors: missing by reason; not scored when a serving model failed."""
+    by_day = {d.run_date: d for d in counts}
+    for row, label, reason in failed:
+        day = by_day[row[RUN_DATE]]
+        missing = {**day.missing, reason: day.missing.get(reason, 0) + 1}
+        scored = day.scored - (1 if label in serving else 0)
+        by_day[day.run_date] = DayCount(day.run_date, day.population, scored, missing)
+    return [by_day[d.run_date] for d in counts]
 
 
 def _counts(accounted: Any) -> list[DayCount]:
@@ -367,7 +400,7 @@ def _write(
     table: str,
     days: list[date],
     lineage: Lineage,
-    metadata: dict[str, Any],
+    metadata: Callable[[], dict[str, Any]],
     scoring: Any,
 ) -> Any:
     """One commit replacing the dates' partitions; a worker's validation failure becomes one clear error."""

@@ -14,8 +14,9 @@ Reason methods (the ``reasons_method`` column says which one produced each row):
 - ``treeshap``: LightGBM's exact TreeSHAP, for every row or, on top of ``path``, for the rows
   scored at least ``exact_min_score`` and the rows the job marked (a stable sample);
 - ``occlusion``: any model: a feature's contribution is how much the score drops when that
-  feature is missing (NaN, which every lakeforge model handles: training data has missing
-  values); one extra predict per feature, so ~(features + 1)x the cost of a plain predict.
+  feature is missing (NaN); one extra predict per feature, so ~(features + 1)x the cost of a
+  plain predict. A model that cannot take a missing value keeps its predictions, with null
+  reasons and ``reasons_method`` ``error``.
 """
 
 from __future__ import annotations
@@ -36,8 +37,21 @@ REASONS_METHOD = "reasons_method"
 EXACT = "_lf_exact"  # optional input column: True where the reasons must be exact TreeSHAP
 TREE_METHODS = ("path", "treeshap")
 
+ERROR_TEXT = 300  # characters of a model error kept per row
 # Per Python worker: model key -> (estimator, compiled trees or None). Lives as long as the worker.
 _LOADED: dict[str, tuple[Any, Any]] = {}
+
+
+class RowList:
+    """Spark AccumulatorParam of a list: the rows a model could not score travel back to the driver
+    in it (few by nature; tasks that fail are not merged, duplicates from retries are removed there)."""
+
+    def zero(self, value: list[Any]) -> list[Any]:
+        return []
+
+    def addInPlace(self, left: list[Any], right: list[Any]) -> list[Any]:  # noqa: N802 - Spark's name
+        left.extend(right)
+        return left
 
 
 def is_lightgbm(estimator: Any) -> bool:
@@ -77,6 +91,7 @@ class Scorer:
     exact_min_score: float | None
     num_threads: int
     passthrough: tuple[str, ...]  # input columns copied to the output (keys)
+    errors: Any = None  # a Spark accumulator (RowList) for rows the model raised on; None: raise
 
     def load(self) -> tuple[Any, Any]:
         """The estimator and its compiled trees, unpickled once per worker."""
@@ -117,7 +132,12 @@ class Scorer:
 
         estimator, compiled = self.load()
         x = feature_matrix(batch, self.features)
-        score, prediction = self._predict(estimator, x)
+        try:
+            score, prediction = self._predict(estimator, x)
+        except Exception:
+            if self.errors is None:
+                raise
+            batch, x, score, prediction = self._row_by_row(estimator, batch, x)
         check_scores(score, prediction, self.task, self.label)
         reasons, methods = self._reasons(estimator, compiled, x, score, batch)
         fields = self.output_fields(batch.schema)
@@ -127,6 +147,27 @@ class Scorer:
         )
         arrays += [score_array, pa.array(prediction, type=fields[len(arrays) + 1].type), reasons, methods]
         return pa.RecordBatch.from_arrays(arrays, schema=pa.schema(fields))
+
+    def _row_by_row(self, estimator: Any, batch: pa.RecordBatch, x: np.ndarray) -> tuple[Any, ...]:
+        """The model raised on the batch: score it row by row, keep the rows it scores and send the
+        others, with the error, to the driver (``errors``)."""
+        keep = np.ones(batch.num_rows, dtype=bool)
+        score = np.zeros(batch.num_rows)
+        prediction = np.zeros(batch.num_rows, dtype=np.int32 if self.task == "classification" else np.float64)
+        failed = []
+        for i in range(batch.num_rows):
+            try:
+                s, p = self._predict(estimator, x[i : i + 1])
+                score[i], prediction[i] = s[0], p[0]
+            except Exception as exc:  # any error of the user's model is recorded, not raised
+                keep[i] = False
+                row = batch.slice(i, 1).select(list(self.passthrough)).to_pylist()[0]
+                failed.append(
+                    (row, self.label, f"model error ({self.label}): {type(exc).__name__}: {exc}"[:ERROR_TEXT])
+                )
+        self.errors.add(failed)
+        mask = pa.array(keep)
+        return batch.filter(mask), x[keep], score[keep], prediction[keep]
 
     def _predict(self, estimator: Any, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if self.task == "classification":
@@ -144,7 +185,10 @@ class Scorer:
         if self.method == "none":
             return pa.nulls(n, REASONS_TYPE), pa.array(["none"] * n, pa.string())
         if self.method == "occlusion":
-            contributions = occlusion_contributions(estimator, x, self.features, self.task, self.num_threads)
+            try:
+                contributions = occlusion_contributions(estimator, x, self.features, self.task, self.num_threads)
+            except Exception:  # a model that cannot take a missing value: the predictions still stand
+                return pa.nulls(n, REASONS_TYPE), pa.array(["error"] * n, pa.string())
             return top_reasons(contributions, self.features, self.top_k), pa.array(["occlusion"] * n)
         if self.method == "treeshap":
             contributions = exact_contributions(estimator, x, num_threads=self.num_threads)
