@@ -19,17 +19,27 @@ from __future__ import annotations
 import logging
 import pickle
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from lakeforge.errors import FeatureError
-from lakeforge.features.build import RawTables, build_features, date_range, spec_from_config
+from lakeforge.features.build import build_features, date_range, spec_from_config
 from lakeforge.features.compute import EVENT_DATE
 from lakeforge.lake.catalog import Catalog
 from lakeforge.lake.delta import Lineage, read_table, write_table
 from lakeforge.lake.delta_common import open_table, snapshot_files
+from lakeforge.scoring.coverage import (
+    REASON,
+    RUN_DATE,
+    DayCount,
+    account,
+    day_counts,
+    population_of,
+    unique_errors,
+    with_errors,
+)
 from lakeforge.scoring.hashing import bucket_column
 from lakeforge.scoring.model import ScoringModel, load_model
 from lakeforge.scoring.predict import EXACT, RowList, Scorer, resolve_method
@@ -38,8 +48,6 @@ from lakeforge.scoring.versions import write_model_versions
 
 log = logging.getLogger(__name__)
 
-RUN_DATE = "run_date"
-REASON = "reason"
 BUCKET = "_lf_bucket"
 CANARY_SALT = "canary"
 EXACT_SALT = "exact-reasons"
@@ -54,16 +62,6 @@ LINEAGE_COLUMNS = (
     "scored_at",
     "job_run_id",
 )
-
-
-@dataclass(frozen=True)
-class DayCount:
-    """One run date's accounting: the population, the rows scored per alias, the missing rows by reason."""
-
-    run_date: date
-    population: int
-    scored: int
-    missing: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -143,26 +141,6 @@ def _features_for(spark: Any, cfg: Any, catalog: Catalog, lineage: Lineage, spec
         built = build_features(spark, cfg, catalog, replace(lineage, step="features"), missing[0], missing[-1])
         return built.version
     return int(open_table(catalog, catalog.require(table)).version())
-
-
-def _population(spark: Any, catalog: Catalog, spec: Any, start: date, end: date) -> tuple[Any, dict[str, int]]:
-    """The spine rows of the dates: the entities that should get a prediction, with their run date."""
-    from pyspark.sql import functions as F  # noqa: N812
-
-    tables = RawTables(spark, catalog)
-    t = F.col(spec.event_time).cast("timestamp")
-    frame = tables(spec.spine).where(F.to_date(t).between(F.lit(start), F.lit(end)))
-    return frame.select(*spec.entity, spec.event_time, F.to_date(t).alias(RUN_DATE)), tables.versions
-
-
-def _required_null(required: Sequence[str]) -> Any:
-    """The reason text for a row with null required features, or null."""
-    from pyspark.sql import functions as F  # noqa: N812
-
-    names = [F.when(F.col(f).isNull(), F.lit(f)) for f in required]
-    return F.when(
-        F.concat_ws(", ", *names) != "", F.concat(F.lit("missing required feature(s): "), F.concat_ws(", ", *names))
-    )
 
 
 def _scorer(model: ScoringModel, scoring: Any, spark: Any, keys: list[str], errors: Any) -> Scorer:
@@ -272,18 +250,13 @@ def score(spark: Any, cfg: Any, catalog: Catalog, lineage: Lineage) -> ScoreResu
                 f"{feature_table} v{version} does not have; retrain it on today's feature set, or restore them"
             )
     required = [str(f) for f in scoring.get("required_features") or []]
-    no_row = f"no feature row in {feature_table} v{version}"
-    features = features.withColumn(REASON, _required_null(required) if required else F.lit(None).cast("string"))
-    population, raw_versions = _population(spark, catalog, spec, start, end)
+    population, raw_versions = population_of(spark, catalog, spec, start, end)
     lineage = replace(lineage, inputs={**lineage.inputs, feature_table: version, **raw_versions})
-    # Every member of the population, with the reason it gets no prediction (null: it is scored).
-    accounted = population.join(features.select(*keys, REASON, F.lit(True).alias("_lf_has")), on=keys, how="left")
-    accounted = accounted.withColumn(REASON, F.when(F.col("_lf_has").isNull(), F.lit(no_row)).otherwise(F.col(REASON)))
+    accounted, to_score = account(population, features, keys, required, f"no feature row in {feature_table} v{version}")
     missing = accounted.where(F.col(REASON).isNotNull()).select(*keys, RUN_DATE, REASON)
-    to_score = features.where(F.col(REASON).isNull()).drop(REASON)
     duplicate_keys(to_score.select(*keys), keys, table)
 
-    counts = _counts(accounted)
+    counts = day_counts(accounted)
     log.info(
         "score: %d rows to score, %d without a prediction",
         sum(d.scored for d in counts),
@@ -325,8 +298,8 @@ def score(spark: Any, cfg: Any, catalog: Catalog, lineage: Lineage) -> ScoreResu
 
     def metadata() -> dict[str, Any]:
         """Called once the rows are written: the model errors are known, the commit not yet made."""
-        failed.extend(_unique_errors(errors.value, keys))
-        counts[:] = _with_errors(counts, failed, serving)
+        failed.extend(unique_errors(errors.value, keys))
+        counts[:] = with_errors(counts, failed, serving)
         return {
             "model_name": str(model_cfg.name),
             "models": described,
@@ -361,36 +334,6 @@ def score(spark: Any, cfg: Any, catalog: Catalog, lineage: Lineage) -> ScoreResu
         missing_table=missing_table,
         exports=exports,
     )
-
-
-def _unique_errors(found: list[Any], keys: list[str]) -> list[tuple[dict[str, Any], str, str]]:
-    """The rows a model raised on, once each (a retried or speculative task may report them twice)."""
-    unique: dict[tuple[Any, ...], tuple[dict[str, Any], str, str]] = {}
-    for row, label, reason in found:
-        unique.setdefault((*(row[k] for k in (*keys, RUN_DATE)), label), (row, label, reason))
-    return list(unique.values())
-
-
-def _with_errors(counts: list[DayCount], failed: list[Any], serving: set[str]) -> list[DayCount]:
-    """The day counts with the model errors: missing by reason; not scored when a serving model failed."""
-    by_day = {d.run_date: d for d in counts}
-    for row, label, reason in failed:
-        day = by_day[row[RUN_DATE]]
-        missing = {**day.missing, reason: day.missing.get(reason, 0) + 1}
-        scored = day.scored - (1 if label in serving else 0)
-        by_day[day.run_date] = DayCount(day.run_date, day.population, scored, missing)
-    return [by_day[d.run_date] for d in counts]
-
-
-def _counts(accounted: Any) -> list[DayCount]:
-    """Per run date: the population, how many are scored, the missing by reason (one aggregation)."""
-    days: dict[date, dict[str | None, int]] = {}
-    for r in accounted.groupBy(RUN_DATE, REASON).count().collect():
-        days.setdefault(r[RUN_DATE], {})[r[REASON]] = r["count"]
-    return [
-        DayCount(d, sum(n.values()), n.get(None, 0), {k: v for k, v in n.items() if k is not None})
-        for d, n in sorted(days.items())
-    ]
 
 
 def _write(
