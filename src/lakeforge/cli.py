@@ -319,7 +319,8 @@ def lineage(
     """
 
     def body() -> None:
-        from lakeforge.scoring.lineage import no_match_message, prediction_lineage, render_json, render_text
+        from lakeforge.scoring.lineage import prediction_lineage
+        from lakeforge.scoring.lineage_text import no_match_message, render_json, render_text
 
         if fmt not in ("text", "json"):
             raise UsageError(f"unknown output format '{fmt}'; formats are text, json")

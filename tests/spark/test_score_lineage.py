@@ -15,7 +15,8 @@ import pytest
 from lakeforge.errors import SqlError, TableError, TableNotFoundError, UsageError
 from lakeforge.lake.catalog import Catalog
 from lakeforge.lake.delta import Lineage, write_table
-from lakeforge.scoring.lineage import no_match_message, prediction_lineage, render_json, render_text
+from lakeforge.scoring.lineage import prediction_lineage
+from lakeforge.scoring.lineage_text import no_match_message, render_json, render_text
 from lakeforge.training.run import train
 from tests.spark.helpers_train import make_project
 

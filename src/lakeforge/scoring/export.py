@@ -27,6 +27,9 @@ plus ``run_date``, the replacement key) and replaces exactly those run dates:
 
 csv and jdbc cannot hold nested values: ``reasons`` (and any other array, struct or map
 column) is written as JSON text; parquet keeps the native nested type.
+
+The jdbc export, and the redaction of credentials used by every export's messages, live in
+:mod:`lakeforge.scoring.export_jdbc`.
 """
 
 from __future__ import annotations
@@ -44,37 +47,20 @@ from pathlib import Path
 from typing import Any
 
 from lakeforge.config.schema_ml import EXPORT_FORMATS
-from lakeforge.errors import (
-    ConfigError,
-    LakeforgeError,
-    SchemaMismatchError,
-    TableError,
-    TransientError,
-    did_you_mean,
-)
+from lakeforge.errors import ConfigError, SchemaMismatchError, TableError, did_you_mean
+from lakeforge.scoring.export_jdbc import export_jdbc, first_line, redact_url
 
 log = logging.getLogger(__name__)
 
 RUN_DATE = "run_date"
 SERVED = "served"
 STAGING_DIR = "_staging"
-STAGING_TABLE_MARK = "__lf_staging_"
-DEFAULT_JDBC_DRIVER = "org.postgresql.Driver"
 _FILE_DEFAULTS: dict[str, dict[str, str]] = {
     "parquet": {},
     # escape='"' doubles quotes inside quoted values (RFC 4180), as Python's csv and pandas expect.
     "csv": {"header": "true", "escape": '"'},
 }
-# Spark's own JDBC options: not connection properties of the driver-side connection.
-_SPARK_JDBC_OPTIONS = {
-    "driver", "url", "dbtable", "query", "batchsize", "isolationlevel", "truncate", "cascadetruncate",
-    "createtableoptions", "createtablecolumntypes", "numpartitions", "querytimeout", "sessioninitstatement",
-    "customschema", "pushdownpredicate",
-}  # fmt: skip
 _SECRET_OPTION = re.compile(r"password|secret|token", re.IGNORECASE)
-_PG_MAX_IDENTIFIER = 63
-# SQLSTATE classes worth a retry: connection (08), transaction rollback (40), resources (53), shutdown (57P).
-_TRANSIENT_SQLSTATE = ("08", "40", "53", "57P")
 
 
 @dataclass(frozen=True)
@@ -111,7 +97,7 @@ class _Spec:
     def target(self, project_root: Path) -> str:
         """Where the export goes, safe to show."""
         if self.format == "jdbc":
-            return f"{_redact_url(str(self.url))} table {self.table}"
+            return f"{redact_url(str(self.url))} table {self.table}"
         return str(_folder(str(self.path), project_root))
 
     def where(self, project_root: Path) -> str:
@@ -147,7 +133,7 @@ def export_predictions(
         if not dates:
             rows = 0
         elif spec.format == "jdbc":
-            rows = _export_jdbc(spark, rows_frame, spec, dates, project_root)
+            rows = export_jdbc(spark, rows_frame, spec, dates, project_root, date_column=RUN_DATE)
         else:
             rows = _export_files(rows_frame, spec, dates, project_root)
         log.info("export %s: %d rows of run dates %s -> %s", spec.key, rows, _date_span(dates), target)
@@ -196,7 +182,7 @@ def _read_spec(export: Any, key: str) -> _Spec:
     if spec.path and "://" in spec.path:
         raise ConfigError(f"'{spec.path}' is a URI; file exports go to a local folder path", key=f"{key}.path")
     if spec.url and not spec.url.startswith("jdbc:postgresql:"):
-        shown = _redact_url(spec.url)
+        shown = redact_url(spec.url)
         raise ConfigError(f"'{shown}': jdbc exports support PostgreSQL (jdbc:postgresql://…)", key=f"{key}.url")
     return spec
 
@@ -262,7 +248,7 @@ def _export_files(frame: Any, spec: _Spec, dates: tuple[date, ...], project_root
             rows = int(counted.get["rows"])
         except Exception as exc:
             raise TableError(
-                f"{spec.where(project_root)}: Spark could not write the export: {_first_line(exc, spec)}. "
+                f"{spec.where(project_root)}: Spark could not write the export: {first_line(exc, spec)}. "
                 "Check that the folder is writable and the options are valid; no run date was changed."
             ) from None
         for run_date in dates:
@@ -310,149 +296,6 @@ def _warn_leftovers(staging_root: Path) -> None:
         )
 
 
-# ---- jdbc: a staging table, then one transaction ----------------------------------------------
-
-
-def _export_jdbc(spark: Any, frame: Any, spec: _Spec, dates: tuple[date, ...], project_root: Path) -> int:
-    """Write a staging table with Spark, then swap the run dates' rows in one transaction; return the rows."""
-    target = _quote_table(str(spec.table))
-    staging = _quote_table(_staging_name(str(spec.table)))
-    conn = _connect(spark, spec, project_root)  # fails fast, before Spark writes anything
-    try:
-        try:
-            writer = frame.write.format("jdbc").options(**spec.options).mode("overwrite")
-            writer = writer.option("driver", spec.options.get("driver", DEFAULT_JDBC_DRIVER))
-            writer = writer.option("url", str(spec.url)).option("dbtable", staging)
-            for name in ("user", "password"):
-                if getattr(spec, name) is not None:
-                    writer = writer.option(name, getattr(spec, name))
-            writer.save()
-            columns = ", ".join(_quote(c) for c in frame.columns)
-            in_dates = ", ".join(f"DATE '{d.isoformat()}'" for d in dates)  # our own formatting: safe
-            stmt = conn.createStatement()
-            stmt.execute(f"CREATE TABLE IF NOT EXISTS {target} AS SELECT * FROM {staging} WITH NO DATA")
-            # Serialize exporters of this table (delete + insert must not interleave); readers go on.
-            stmt.execute(f"LOCK TABLE {target} IN SHARE ROW EXCLUSIVE MODE")
-            stmt.executeUpdate(f"DELETE FROM {target} WHERE {_quote(RUN_DATE)} IN ({in_dates})")
-            rows = int(stmt.executeUpdate(f"INSERT INTO {target} ({columns}) SELECT {columns} FROM {staging}"))
-            stmt.execute(f"DROP TABLE {staging}")
-            conn.commit()
-            return rows
-        except BaseException as exc:
-            _quietly(conn.rollback)
-            left = None if _drop_quietly(conn, staging) else staging
-            if isinstance(exc, Exception) and not isinstance(exc, LakeforgeError):
-                raise _database_error(spark, exc, spec, project_root, "the write failed", left) from None
-            raise
-    finally:
-        _quietly(conn.close)
-
-
-def _connect(spark: Any, spec: _Spec, project_root: Path) -> Any:
-    """A driver-side JDBC connection (autocommit off), through the JVM's DriverManager."""
-    jvm = spark._jvm
-    driver = spec.options.get("driver", DEFAULT_JDBC_DRIVER)
-    # Spark loads spark.jars in its own class loader; its registry makes the driver visible to DriverManager.
-    _quietly(lambda: jvm.org.apache.spark.sql.execution.datasources.jdbc.DriverRegistry.register(driver))
-    props = jvm.java.util.Properties()
-    for name, value in spec.options.items():
-        if name.lower() not in _SPARK_JDBC_OPTIONS:
-            props.setProperty(name, value)
-    for name in ("user", "password"):
-        if getattr(spec, name) is not None:
-            props.setProperty(name, getattr(spec, name))
-    try:
-        conn = jvm.java.sql.DriverManager.getConnection(str(spec.url), props)
-        conn.setAutoCommit(False)
-    except Exception as exc:
-        raise _database_error(spark, exc, spec, project_root, "cannot connect") from None
-    return conn
-
-
-def _database_error(
-    spark: Any, exc: BaseException, spec: _Spec, project_root: Path, what: str, staging_left: str | None = None
-) -> LakeforgeError:
-    """A one-line error from a JDBC failure: transient for connection trouble, credentials never shown."""
-    sql_state, message = _sql_failure(spark, exc)
-    detail = (_redact(message, spec) if message else _first_line(exc, spec)).rstrip(".")
-    where = spec.where(project_root)
-    if "No suitable driver" in detail:
-        return TableError(
-            f"{where}: {what}: no JDBC driver for this url in the JVM. Add the PostgreSQL JDBC jar to the "
-            "Spark session (spark.conf: spark.jars: /usr/share/java/postgresql.jar)."
-        )
-    dropped = f"staging table {staging_left} could not be dropped: drop it" if staging_left else "staging table dropped"
-    if sql_state.startswith(("08", "28")):
-        text = (
-            f"{where}: {what}: {detail} [SQLSTATE {sql_state}]. Check that the server at that url is up and "
-            f"reachable, and the user and password (they come from ${{oc.env:…}} in {spec.key}: are those "
-            "environment variables set and right?)."
-        )
-    else:
-        state = f" [SQLSTATE {sql_state}]" if sql_state else ""
-        text = (
-            f"{where}: {what}: {detail}{state}. Nothing was changed: the transaction was rolled back and the "
-            f"{dropped}. If the target table's columns differ from the export's, alter or drop it."
-        )
-    return TransientError(text) if sql_state.startswith(_TRANSIENT_SQLSTATE) else TableError(text)
-
-
-def _sql_failure(spark: Any, exc: BaseException) -> tuple[str, str]:
-    """The SQLSTATE and first message line of the first java.sql.SQLException under ``exc``, or ('', '')."""
-    from py4j.java_gateway import is_instance_of
-
-    java = getattr(exc, "java_exception", None) or getattr(exc, "_origin", None)  # py4j, or pyspark's captured
-    gateway = spark.sparkContext._gateway
-    for _ in range(20):  # a cause chain is short; never loop forever
-        if java is None:
-            break
-        if is_instance_of(gateway, java, "java.sql.SQLException"):
-            # A batch insert's real error is its next exception.
-            chosen = java.getNextException() or java
-            text = str(chosen.getMessage() or "").strip()
-            return str(chosen.getSQLState() or ""), text.splitlines()[0] if text else ""
-        java = java.getCause()
-    return "", ""
-
-
-def _drop_quietly(conn: Any, staging: str) -> bool:
-    """Drop the staging table (after a rollback undid the transaction's own drop); never raise."""
-
-    def drop() -> None:
-        conn.createStatement().execute(f"DROP TABLE IF EXISTS {staging}")
-        conn.commit()
-
-    return _quietly(drop)
-
-
-def _quietly(action: Any) -> bool:
-    """Run a cleanup step, returning whether it worked; its failure must not hide the error being raised."""
-    try:
-        action()
-    except Exception as exc:  # cleanup is best effort; the staging name makes leftovers easy to find
-        log.debug("export cleanup step failed: %s", type(exc).__name__)
-        return False
-    return True
-
-
-def _staging_name(table: str) -> str:
-    """``<table>__lf_staging_<id>`` in the same schema, within PostgreSQL's 63-byte identifiers."""
-    schema, _, name = table.rpartition(".")
-    suffix = f"{STAGING_TABLE_MARK}{uuid.uuid4().hex[:8]}"
-    short = name.encode()[: _PG_MAX_IDENTIFIER - len(suffix)].decode(errors="ignore")
-    return f"{schema}.{short}{suffix}" if schema else f"{short}{suffix}"
-
-
-def _quote(identifier: str) -> str:
-    """A PostgreSQL quoted identifier."""
-    return '"' + identifier.replace('"', '""') + '"'
-
-
-def _quote_table(table: str) -> str:
-    """``schema.table`` or ``table``, each part quoted."""
-    return ".".join(_quote(part) for part in table.split("."))
-
-
 # ---- small helpers ------------------------------------------------------------------------------
 
 
@@ -460,31 +303,6 @@ def _folder(path: str, project_root: Path) -> Path:
     """An export folder: relative paths resolve against the project root."""
     folder = Path(path).expanduser()
     return folder if folder.is_absolute() else Path(project_root) / folder
-
-
-def _redact_url(url: str) -> str:
-    """The url without credentials: no ``user:pass@`` and no user, password or secret parameters."""
-    url = re.sub(r"//[^/@?]*@", "//", url)
-    base, _, query = url.partition("?")
-    kept = [p for p in query.split("&") if p and not re.match(r"(user|.*password|.*secret|.*token)=", p, re.I)]
-    return f"{base}?{'&'.join(kept)}" if kept else base
-
-
-def _redact(text: str, spec: _Spec) -> str:
-    """``text`` with every credential of ``spec`` replaced by ***."""
-    if spec.url:
-        text = text.replace(spec.url, _redact_url(spec.url))
-    for secret in sorted(spec.secrets, key=len, reverse=True):
-        text = re.sub(rf"(?<!\w){re.escape(secret)}(?!\w)", "***", text)
-    return text
-
-
-def _first_line(exc: BaseException, spec: _Spec) -> str:
-    """The first line of an exception's message, credentials removed."""
-    lines = str(exc).strip().splitlines()
-    # py4j: "An error occurred while calling o12.save.\n: java.…Exception: the message"
-    line = next((ln for ln in lines if ln.startswith(": ")), lines[0] if lines else type(exc).__name__)
-    return _redact(line.removeprefix(": ").strip(), spec)
 
 
 def _text(value: Any) -> str | None:
