@@ -65,6 +65,7 @@ def project(spark: Any, tmp_path_factory: pytest.TempPathFactory) -> SimpleNames
     # Not a model feature: a column that is sometimes null, for required_features.
     cfg.features.expressions.append({"name": "v_or_null", "expr": "CASE WHEN id % 5 = 0 THEN NULL ELSE v END"})
     cfg.model.features = ["hour_of_day", "key", "n_1d"]
+    cfg.model.gate.baseline = None  # no baseline model to fit and log: scoring never reads it
     v1 = train(spark, cfg, catalog, _lineage("train"))
     uri = f"sqlite:///{tmp / 'mlflow.db'}"
     client = mlflow.MlflowClient(uri, registry_uri=uri)

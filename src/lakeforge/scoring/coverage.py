@@ -51,15 +51,70 @@ def _required_null(required: Sequence[str]) -> Any:
     )
 
 
-def account(population: Any, features: Any, keys: list[str], required: Sequence[str], no_row: str) -> tuple[Any, Any]:
-    """(every member of the population with the reason it gets no prediction, or null; the feature
-    rows to score)."""
+@dataclass(frozen=True)
+class Accounting:
+    """The outcome of `account`: the rows to score, the rows that get no prediction (keys, run
+    date, reason), the day counts, and whether the keys to score are known unique already."""
+
+    to_score: Any
+    missing: Any
+    counts: list[DayCount]
+    unique: bool
+
+
+def _digests(frame: Any, keys: Sequence[str], by: Sequence[str]) -> list[Any]:
+    """Per group: the row count and an order-free digest of the keys (the sum of their 64-bit hashes)."""
+    from pyspark.sql import functions as F  # noqa: N812
+
+    hashed = F.xxhash64(*[F.col(k).cast("string") for k in keys]).cast("decimal(38,0)")
+    return list(frame.groupBy(*by).agg(F.count(F.lit(1)).alias("n"), F.sum(hashed).alias("digest")).collect())
+
+
+def account(
+    population: Any, features: Any, keys: list[str], required: Sequence[str], no_row: str, population_unique: bool
+) -> Accounting:
+    """Which members of the population get a prediction, and why the others don't.
+
+    Two aggregations, no join, when the feature rows of a date are exactly the population's (same
+    count, same key digest): the usual case, a feature table built from the same raw data. Only
+    the dates where they differ are joined: population members without a feature row get the
+    ``no_row`` reason, and feature rows outside the population are not scored. With
+    ``population_unique`` (the spine's unique key, checked at ingest, is within ``keys``) and no
+    such date, the keys to score are unique by construction.
+    """
     from pyspark.sql import functions as F  # noqa: N812
 
     features = features.withColumn(REASON, _required_null(required) if required else F.lit(None).cast("string"))
-    accounted = population.join(features.select(*keys, REASON, F.lit(True).alias("_lf_has")), on=keys, how="left")
-    accounted = accounted.withColumn(REASON, F.when(F.col("_lf_has").isNull(), F.lit(no_row)).otherwise(F.col(REASON)))
-    return accounted.drop("_lf_has"), features.where(F.col(REASON).isNull()).drop(REASON)
+    expected = {r[RUN_DATE]: (r["n"], r["digest"]) for r in _digests(population, keys, [RUN_DATE])}
+    found: dict[date, dict[str | None, tuple[int, Any]]] = {}
+    for r in _digests(features, keys, [RUN_DATE, REASON]):
+        found.setdefault(r[RUN_DATE], {})[r[REASON]] = (r["n"], r["digest"])
+    counts: dict[date, DayCount] = {}
+    mismatched = []
+    for day in sorted(set(expected) | set(found)):  # a date with feature rows but no population: mismatched
+        rows, digest = expected.get(day, (0, 0))
+        groups = found.get(day, {})
+        if (sum(n for n, _ in groups.values()), sum(h for _, h in groups.values())) != (rows, digest):
+            mismatched.append(day)
+        missing_by_reason = {str(reason): n for reason, (n, _) in groups.items() if reason is not None}
+        counts[day] = DayCount(day, rows, groups.get(None, (0, 0))[0], missing_by_reason)
+    to_score = features.where(F.col(REASON).isNull()).drop(REASON)
+    missing = features.where(F.col(REASON).isNotNull()).select(*keys, RUN_DATE, REASON)
+    if mismatched:
+        days = F.col(RUN_DATE).isin(mismatched)
+        members = population.where(days).select(*keys)
+        absent = population.where(days).join(features.where(days).select(*keys), on=keys, how="left_anti")
+        absent = absent.select(*keys, RUN_DATE, F.lit(no_row).alias(REASON))
+        missing = missing.unionByName(absent)
+        # Feature rows outside the population (e.g. raw rows deleted since the build) are not scored.
+        to_score = to_score.where(~days).unionByName(to_score.where(days).join(members, on=keys, how="left_semi"))
+        lost = {r[RUN_DATE]: r["count"] for r in absent.groupBy(RUN_DATE).count().collect()}
+        scored = {r[RUN_DATE]: r["count"] for r in to_score.where(days).groupBy(RUN_DATE).count().collect()}
+        for d in mismatched:
+            gone = {no_row: lost[d]} if lost.get(d) else {}
+            counts[d] = DayCount(d, counts[d].population, scored.get(d, 0), {**counts[d].missing, **gone})
+    unique = population_unique and not mismatched
+    return Accounting(to_score, missing, [counts[d] for d in sorted(counts)], unique)
 
 
 def unique_errors(found: list[Any], keys: list[str]) -> list[tuple[dict[str, Any], str, str]]:
@@ -79,14 +134,3 @@ def with_errors(counts: list[DayCount], failed: list[Any], serving: set[str]) ->
         scored = day.scored - (1 if label in serving else 0)
         by_day[day.run_date] = DayCount(day.run_date, day.population, scored, missing)
     return [by_day[d.run_date] for d in counts]
-
-
-def day_counts(accounted: Any) -> list[DayCount]:
-    """Per run date: the population, how many are scored, the missing by reason (one aggregation)."""
-    days: dict[date, dict[str | None, int]] = {}
-    for r in accounted.groupBy(RUN_DATE, REASON).count().collect():
-        days.setdefault(r[RUN_DATE], {})[r[REASON]] = r["count"]
-    return [
-        DayCount(d, sum(n.values()), n.get(None, 0), {k: v for k, v in n.items() if k is not None})
-        for d, n in sorted(days.items())
-    ]

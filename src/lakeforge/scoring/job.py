@@ -31,11 +31,9 @@ from lakeforge.lake.catalog import Catalog
 from lakeforge.lake.delta import Lineage, read_table, write_table
 from lakeforge.lake.delta_common import open_table, snapshot_files
 from lakeforge.scoring.coverage import (
-    REASON,
     RUN_DATE,
     DayCount,
     account,
-    day_counts,
     population_of,
     unique_errors,
     with_errors,
@@ -141,6 +139,17 @@ def _features_for(spark: Any, cfg: Any, catalog: Catalog, lineage: Lineage, spec
         built = build_features(spark, cfg, catalog, replace(lineage, step="features"), missing[0], missing[-1])
         return built.version
     return int(open_table(catalog, catalog.require(table)).version())
+
+
+def _unique_spine(cfg: Any, spec: Any, keys: Sequence[str]) -> bool:
+    """True when ingest checked the spine dataset unique on columns all within ``keys``."""
+    dataset = (cfg.get("dataset") or {}).get(spec.spine)
+    if dataset is None:
+        return False
+    checks = dataset.get("checks") or {}
+    unique = checks.get("unique")
+    columns = [str(c) for c in (dataset.get("primary_key") or [] if unique is None else unique)]
+    return bool(columns) and set(columns) <= set(keys)
 
 
 def _scorer(model: ScoringModel, scoring: Any, spark: Any, keys: list[str], errors: Any) -> Scorer:
@@ -252,18 +261,20 @@ def score(spark: Any, cfg: Any, catalog: Catalog, lineage: Lineage) -> ScoreResu
     required = [str(f) for f in scoring.get("required_features") or []]
     population, raw_versions = population_of(spark, catalog, spec, start, end)
     lineage = replace(lineage, inputs={**lineage.inputs, feature_table: version, **raw_versions})
-    accounted, to_score = account(population, features, keys, required, f"no feature row in {feature_table} v{version}")
-    missing = accounted.where(F.col(REASON).isNotNull()).select(*keys, RUN_DATE, REASON)
-    duplicate_keys(to_score.select(*keys), keys, table)
-
-    counts = day_counts(accounted)
+    no_row = f"no feature row in {feature_table} v{version}"
+    accounting = account(population, features, keys, required, no_row, _unique_spine(cfg, spec, keys))
+    to_score, missing, counts = accounting.to_score, accounting.missing, accounting.counts
+    if not accounting.unique:
+        duplicate_keys(to_score.select(*keys), keys, table)
     log.info(
         "score: %d rows to score, %d without a prediction",
         sum(d.scored for d in counts),
         sum(sum(d.missing.values()) for d in counts),
     )
     canary = scoring.get("canary")
-    to_score = to_score.withColumn(BUCKET, bucket_column(spec.entity, CANARY_SALT))
+    # The canary's stable hash: SHA-256 per row is not free, so only when a canary is declared.
+    bucket = bucket_column(spec.entity, CANARY_SALT) if canary is not None else F.lit(0.0)
+    to_score = to_score.withColumn(BUCKET, bucket)
     fraction = float(scoring.reasons.exact_fraction or 0.0)
     if fraction > 0:
         to_score = to_score.withColumn(EXACT, bucket_column(spec.entity, EXACT_SALT) < F.lit(fraction))
