@@ -21,7 +21,7 @@ from deltalake import DeltaTable
 from omegaconf import OmegaConf
 
 from lakeforge.errors import DataValidationError, RegistryError
-from lakeforge.lake.delta import Lineage, read_table, write_table
+from lakeforge.lake.delta import Lineage, data_files, read_table, write_table
 from lakeforge.scoring.hashing import bucket
 from lakeforge.scoring.job import score
 from lakeforge.tracking.registry import promote_by_hand, rollback
@@ -249,7 +249,6 @@ class _Overconfident:
 
 def test_output_validation_failure_commits_nothing(spark: Any, project: SimpleNamespace) -> None:
     import cloudpickle
-    from pyspark.sql import functions as F  # noqa: N812
 
     from lakeforge.scoring import job
     from lakeforge.scoring.model import ScoringModel
@@ -258,6 +257,7 @@ def test_output_validation_failure_commits_nothing(spark: Any, project: SimpleNa
     before = DeltaTable(project.catalog.table_uri(TABLE)).version()
     cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers need not import this file
     features = ("hour_of_day", "key", "n_1d")
+    keys = ["id", "t"]
     scorer = Scorer(
         key="overconfident",
         label="demo_model v9 (alias champion)",
@@ -269,16 +269,25 @@ def test_output_validation_failure_commits_nothing(spark: Any, project: SimpleNa
         top_k=0,
         exact_min_score=None,
         num_threads=1,
-        passthrough=("id", "t", job.RUN_DATE, job.BUCKET),
+        passthrough=(*keys, job.RUN_DATE, job.BUCKET),
     )
     model = ScoringModel("demo_model", "champion", 9, "run", "models:/demo_model/9", features, "classification", None)
-    rows = read_table(spark, project.catalog, "features.demo").where(F.col("event_date") == DAY)
-    rows = rows.withColumnRenamed("event_date", job.RUN_DATE).withColumn(job.BUCKET, F.lit(0.5))
-    lineage_cols = {"feature_table": F.lit("features.demo"), "feature_table_version": F.lit(0).cast("long")}
-    lineage_cols |= {"scored_at": F.current_timestamp(), "job_run_id": F.lit("bad")}
-    frame = job._scored(rows, scorer, model, "serving", None, lineage_cols).select(*COLUMNS)
+    rows = read_table(spark, project.catalog, "features.demo").withColumnRenamed("event_date", job.RUN_DATE)
+    schema = job.output_schema(rows, keys, "classification")
+    constants = {"feature_table": "features.demo", "feature_table_version": 0, "scored_at": datetime(2024, 6, 10)}
+    plan = job._plan(
+        SimpleNamespace(entity=["id"]),
+        keys,
+        [(model, scorer, "serving")],
+        job.scoring_config({}),
+        [],
+        schema,
+        {**constants, "job_run_id": "bad"},
+    )
+    files = data_files(project.catalog, "features.demo", partitions=lambda p: p["event_date"] == DAY.isoformat())
+    sources = job._Sources(files=[(path, DAY.isoformat()) for path, _ in files], aside=None)
     with pytest.raises(DataValidationError) as caught:
-        job._write(spark, frame, project.catalog, TABLE, [DAY], _lineage("score"), {}, job.scoring_config({}))
+        job._write(spark, plan, sources, schema, project.catalog, TABLE, [DAY], _lineage("score"), dict)
     message = str(caught.value)
     assert "failed output validation: demo_model v9 (alias champion): score: in_range(0.0, 1.0)" in message
     assert "failed for 72 row(s)" in message and "nothing was committed" in message

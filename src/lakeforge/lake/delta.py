@@ -10,11 +10,12 @@ from lakeforge.lake.delta_read import (
     HistoryEntry,
     TableInfo,
     arrow_dataset,
+    data_files,
     read_table,
     table_history,
     table_info,
 )
-from lakeforge.lake.delta_write import CommitResult, WriteMode, write_table
+from lakeforge.lake.delta_write import CommitResult, WriteMode, write_staged, write_table
 from lakeforge.lake.lineage import Lineage, current_git, new_job_run_id
 from lakeforge.lake.vacuum import VacuumResult, vacuum
 
@@ -27,10 +28,12 @@ __all__ = [
     "WriteMode",
     "arrow_dataset",
     "current_git",
+    "data_files",
     "new_job_run_id",
     "read_table",
     "table_history",
     "table_info",
     "vacuum",
+    "write_staged",
     "write_table",
 ]

@@ -134,6 +134,22 @@ def _read_by_partition(spark: Any, schema: Any, partition_cols: list[str], files
     return reduce(lambda left, right: left.unionByName(right), frames)
 
 
+def data_files(
+    catalog: Catalog,
+    table: str,
+    version: int | None = None,
+    partitions: Callable[[Mapping[str, str | None]], bool] | None = None,
+) -> list[tuple[str, dict[str, str | None]]]:
+    """The local paths of a snapshot's data files and their partition values, for readers that
+    open the Parquet files themselves (``partitions`` as in `read_table`)."""
+    name = catalog.require(table)
+    snapshot = open_table(catalog, name, version)
+    check_reader_features(name, snapshot)
+    base = catalog.table_uri(name)
+    files = [f for f in snapshot_files(snapshot) if partitions is None or partitions(f.partition_values)]
+    return [(_file_uri(base, f.path), f.partition_values) for f in files]
+
+
 def arrow_dataset(catalog: Catalog, table: str, version: int | None = None) -> Any:
     """A pyarrow dataset of a table snapshot via delta-rs (for DuckDB and pandas readers)."""
     name = catalog.require(table)

@@ -4,7 +4,8 @@ Layout: Spark writes ``<table>/_staging/<write_id>/<col>=<val>/part-*.parquet``;
 moves each file to ``<table>/<col>=<val>/part-<n>-<write_id>.snappy.parquet`` (Hive layout,
 so Spark reads partitions back with ``basePath``), reads each footer for Delta stats, and
 commits add/remove actions in one Delta transaction. Until that commit, no reader sees the
-files; a crash leaves only unreferenced files, which ``vacuum`` removes.
+files; a crash leaves only unreferenced files, which ``vacuum`` removes. ``write_staged`` commits
+files another writer staged in the same layout (batch scoring writes them with pyarrow).
 
 Idempotence: pass ``app_id = "<pipeline>.<step>.<partition>"`` and ``app_version`` = a
 number the caller increases monotonically for each new batch of that app_id (e.g. the run
@@ -379,6 +380,45 @@ def write_table(
     ``replace_partitions`` (``{column: value}``; None = the null partition), so a batch whose
     rows for a partition all went elsewhere still clears that partition's old rows.
     """
+
+    def stage(folder: Path, partition_cols: list[str]) -> None:
+        # Executors write the data; the driver only lists files and reads footers.
+        df.write.mode("errorifexists").option("compression", "snappy").partitionBy(*partition_cols).parquet(str(folder))
+
+    return write_staged(
+        stage,
+        delta_schema_from_spark(df.schema),
+        catalog,
+        table,
+        mode=mode,
+        partition_by=partition_by,
+        app_id=app_id,
+        app_version=app_version,
+        lineage=lineage,
+        max_retries=max_retries,
+        replace_partitions=replace_partitions,
+        metadata=metadata,
+    )
+
+
+def write_staged(
+    stage: Callable[[Path, list[str]], None],
+    data_schema: Schema,
+    catalog: Catalog,
+    table: str,
+    *,
+    mode: WriteMode = "append",
+    partition_by: Sequence[str] | None = None,
+    app_id: str | None = None,
+    app_version: int | None = None,
+    lineage: Lineage | None = None,
+    max_retries: int = 5,
+    replace_partitions: Sequence[Mapping[str, Any]] = (),
+    metadata: Mapping[str, Any] | Callable[[], Mapping[str, Any]] | None = None,
+) -> CommitResult:
+    """`write_table` for a writer of its own: ``stage(folder, partition_cols)`` writes Parquet files
+    of ``data_schema`` into ``folder``, Hive-style (``<col>=<value>/<name>.parquet``; names starting
+    with ``.`` or ``_`` are ignored), and they are committed as `write_table` commits Spark's."""
     if mode not in WRITE_MODES:
         raise UsageError(f"write mode '{mode}' is not one of {', '.join(WRITE_MODES)}")
     if replace_partitions and mode != "overwrite_partitions":
@@ -389,7 +429,6 @@ def write_table(
         raise UsageError(f"writing to object-store lakes ('{catalog.lake_root}') is not supported yet")
     name = TableName.parse(table)
     uri = catalog.table_uri(name)
-    data_schema = delta_schema_from_spark(df.schema)
     if catalog.exists(name):
         existing = open_table(catalog, name)
         partition_cols = _check_target(name, existing, data_schema, partition_by)
@@ -416,10 +455,7 @@ def write_table(
     )
     staging = Path(uri) / STAGING_DIR / write.write_id
     try:
-        # Executors write the data; the driver only lists files and reads footers.
-        df.write.mode("errorifexists").option("compression", "snappy").partitionBy(*partition_cols).parquet(
-            str(staging)
-        )
+        stage(staging, partition_cols)
         write.files = _publish_staged(Path(uri), staging, write.write_id, partition_cols)
         if callable(metadata):
             write.extra = _extra(metadata())

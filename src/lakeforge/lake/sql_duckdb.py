@@ -46,9 +46,14 @@ class DuckDBEngine:
                 relation = con.sql(parsed.text)
                 if relation is None:  # unreachable for checked statements; kept for the type checker
                     raise SqlError("the statement returned no result")
-                # A streaming reader: with `limit`, only the rows kept are materialised.
+                # A streaming reader: with `limit`, only the rows kept are materialised. Closed
+                # before the connection, so no scan thread outlives the query (an abandoned
+                # stream is the suspect of a rare native abort at interpreter exit).
                 reader = relation.to_arrow_reader(_BATCH_ROWS)
-                return limit_arrow(iter(reader), reader.schema, limit)
+                try:
+                    return limit_arrow(iter(reader), reader.schema, limit)
+                finally:
+                    reader.close()
             except duckdb.Error as exc:
                 raise _friendly_error(exc, catalog) from None
         finally:

@@ -2,9 +2,9 @@
 
 The population is the spine dataset's rows of the run dates. Joined to the feature rows, each
 member gets a reason it cannot be scored, or none: no feature row, or a null required feature
-(`account`). Rows a model raises on are found while scoring and come back from the workers in
-a Spark accumulator (`unique_errors`, `with_errors`). Everything here is a Spark aggregation or
-works on those few error rows: nothing collects the scoring data to the driver.
+(`account`). Rows a model raises on are found while scoring and come back with the scoring
+tasks' results (`unique_errors`, `with_errors`). Everything here is a Spark aggregation or works
+on those few error rows: nothing collects the scoring data to the driver.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from typing import Any
 
 from lakeforge.features.build import RawTables
 from lakeforge.lake.catalog import Catalog
+from lakeforge.scoring.tasks import RUN_DATE
 
-RUN_DATE = "run_date"
 REASON = "reason"
 
 
@@ -54,20 +54,31 @@ def _required_null(required: Sequence[str]) -> Any:
 @dataclass(frozen=True)
 class Accounting:
     """The outcome of `account`: the rows to score, the rows that get no prediction (keys, run
-    date, reason), the day counts, and whether the keys to score are known unique already."""
+    date, reason), the day counts, whether the keys to score are known unique already, and the
+    dates whose feature rows differ from the population (their rows to score come from a join)."""
 
     to_score: Any
     missing: Any
     counts: list[DayCount]
     unique: bool
+    mismatched: list[date]
 
 
 def _digests(frame: Any, keys: Sequence[str], by: Sequence[str]) -> list[Any]:
-    """Per group: the row count and an order-free digest of the keys (the sum of their 64-bit hashes)."""
+    """Per group: the row count and an order-free digest of the keys (the sum of their 64-bit hashes).
+
+    The keys are hashed as they are typed: the feature build passes the spine's key columns through
+    unchanged, so equal rows hash equal; a type that differed would only send the date to the join.
+    """
     from pyspark.sql import functions as F  # noqa: N812
 
-    hashed = F.xxhash64(*[F.col(k).cast("string") for k in keys]).cast("decimal(38,0)")
-    return list(frame.groupBy(*by).agg(F.count(F.lit(1)).alias("n"), F.sum(hashed).alias("digest")).collect())
+    hashed = F.xxhash64(*[F.col(k) for k in keys])
+    # The exact sum as two long sums (high and low 32 bits): cheaper than a decimal sum, no overflow.
+    high, low = F.shiftright(hashed, 32), hashed.bitwiseAND(F.lit(0xFFFFFFFF))
+    sums = [F.count(F.lit(1)).alias("n"), F.sum(high).alias("high"), F.sum(low).alias("low")]
+    return [
+        {**row.asDict(), "digest": (row["high"] << 32) + row["low"]} for row in frame.groupBy(*by).agg(*sums).collect()
+    ]
 
 
 def account(
@@ -114,7 +125,7 @@ def account(
             gone = {no_row: lost[d]} if lost.get(d) else {}
             counts[d] = DayCount(d, counts[d].population, scored.get(d, 0), {**counts[d].missing, **gone})
     unique = population_unique and not mismatched
-    return Accounting(to_score, missing, [counts[d] for d in sorted(counts)], unique)
+    return Accounting(to_score, missing, [counts[d] for d in sorted(counts)], unique, mismatched)
 
 
 def unique_errors(found: list[Any], keys: list[str]) -> list[tuple[dict[str, Any], str, str]]:

@@ -1,4 +1,4 @@
-"""A stable bucket in [0, 1) per entity, the same in Spark and in plain Python.
+"""A stable bucket in [0, 1) per entity, the same in batch scoring and anywhere else.
 
 Canary serving and the exact-reasons sample pick entities by it: the first 32 bits of
 SHA-256 over ``salt`` and the key values as text, joined by the unit separator. It does not
@@ -17,15 +17,6 @@ _SPAN = float(2**32)
 
 
 def bucket(values: Sequence[Any], salt: str) -> float:
-    """The bucket of one entity's key values (as `bucket_column` computes it in Spark)."""
+    """The bucket of one entity's key values (``None`` hashes as an empty string)."""
     text = SEPARATOR.join([salt, *("" if v is None else str(v) for v in values)])
     return int(hashlib.sha256(text.encode("utf-8")).hexdigest()[:8], 16) / _SPAN
-
-
-def bucket_column(keys: Sequence[str], salt: str) -> Any:
-    """The Spark column of `bucket` over the columns ``keys``."""
-    from pyspark.sql import functions as F  # noqa: N812
-
-    parts = [F.lit(salt), *(F.coalesce(F.col(k).cast("string"), F.lit("")) for k in keys)]
-    digest = F.sha2(F.concat_ws(SEPARATOR, *parts), 256)
-    return F.conv(F.substring(digest, 1, 8), 16, 10).cast("double") / F.lit(_SPAN)

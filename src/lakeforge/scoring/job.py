@@ -7,8 +7,11 @@
 3. The population: the spine dataset's rows of those dates (e.g. every flight scheduled). Rows
    with no feature row, or a null required feature, get no prediction: they are counted, written
    to ``predictions.<model>__missing`` with the reason and recorded in the commit metadata.
-4. Scoring on the executors with ``mapInArrow`` (`lakeforge.scoring.predict`), every alias on the
-   same rows; each batch validated before it leaves the worker (`lakeforge.scoring.validate`).
+4. Scoring on the executors (`lakeforge.scoring.tasks`): Spark runs one task per row group of
+   the feature files; the task reads it with pyarrow, scores it with every alias
+   (`lakeforge.scoring.predict`), validates each batch (`lakeforge.scoring.validate`) and
+   writes Parquet into the write's staging folder. The job checks that the rows written are
+   the rows to score, once per alias, less the rows a model raised on.
 5. One Delta commit replaces the dates' partitions (a re-run leaves exactly one set of rows per
    date and alias), its metadata repeating the lineage; then the missing rows, the model's rows
    of ``registry.model_versions`` (`lakeforge.scoring.versions`) and the exports.
@@ -18,18 +21,19 @@ from __future__ import annotations
 
 import logging
 import pickle
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+import shutil
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from lakeforge.errors import FeatureError
+from lakeforge.errors import FeatureError, TableError
 from lakeforge.features.build import build_features, date_range, spec_from_config
 from lakeforge.features.compute import EVENT_DATE
 from lakeforge.lake.catalog import Catalog
-from lakeforge.lake.delta import Lineage, read_table, write_table
-from lakeforge.lake.delta_common import open_table, snapshot_files
+from lakeforge.lake.delta import Lineage, data_files, read_table, write_staged, write_table
+from lakeforge.lake.delta_common import delta_schema_from_spark, open_table, snapshot_files
 from lakeforge.scoring.coverage import (
     RUN_DATE,
     DayCount,
@@ -38,28 +42,13 @@ from lakeforge.scoring.coverage import (
     unique_errors,
     with_errors,
 )
-from lakeforge.scoring.hashing import bucket_column
 from lakeforge.scoring.model import ScoringModel, load_model
-from lakeforge.scoring.predict import EXACT, RowList, Scorer, resolve_method
+from lakeforge.scoring.predict import Scorer, resolve_method
+from lakeforge.scoring.tasks import BUCKET, Alias, Plan, run_tasks, units_of
 from lakeforge.scoring.validate import duplicate_keys, failure_from
 from lakeforge.scoring.versions import write_model_versions
 
 log = logging.getLogger(__name__)
-
-BUCKET = "_lf_bucket"
-CANARY_SALT = "canary"
-EXACT_SALT = "exact-reasons"
-LINEAGE_COLUMNS = (
-    "model_name",
-    "model_alias",
-    "model_version",
-    "model_run_id",
-    "served",
-    "feature_table",
-    "feature_table_version",
-    "scored_at",
-    "job_run_id",
-)
 
 
 @dataclass(frozen=True)
@@ -152,7 +141,7 @@ def _unique_spine(cfg: Any, spec: Any, keys: Sequence[str]) -> bool:
     return bool(columns) and set(columns) <= set(keys)
 
 
-def _scorer(model: ScoringModel, scoring: Any, spark: Any, keys: list[str], errors: Any) -> Scorer:
+def _scorer(model: ScoringModel, scoring: Any, spark: Any, keys: list[str]) -> Scorer:
     reasons = scoring.reasons
     method = resolve_method(str(reasons.method), model.estimator, int(reasons.top_k))
     payload = spark.sparkContext.broadcast(pickle.dumps(model.estimator))
@@ -169,52 +158,91 @@ def _scorer(model: ScoringModel, scoring: Any, spark: Any, keys: list[str], erro
         exact_min_score=None if reasons.exact_min_score is None else float(reasons.exact_min_score),
         num_threads=int(scoring.threads_per_task or 1),
         passthrough=(*keys, RUN_DATE, BUCKET),
-        errors=errors,
     )
 
 
-def _output_schema(inputs: Any, scorer: Scorer) -> Any:
-    """The Spark schema of `Scorer.output_fields`: the pass-through columns as they are, then the scores."""
+def output_schema(features: Any, keys: Sequence[str], task: str) -> Any:
+    """The Spark schema of ``predictions.<model>``: the keys as the feature table types them, the
+    scores, the reasons, the lineage columns, the run date."""
     from pyspark.sql import types as T  # noqa: N812
 
     reason = T.StructType([T.StructField("feature", T.StringType()), T.StructField("contribution", T.DoubleType())])
-    prediction = T.IntegerType() if scorer.task == "classification" else T.DoubleType()
+    prediction = T.IntegerType() if task == "classification" else T.DoubleType()
+    text = T.StringType()
     return T.StructType(
         [
-            *(inputs.schema[name] for name in scorer.passthrough),
-            T.StructField("score", T.DoubleType()),
+            *(features.schema[k] for k in keys),
             T.StructField("prediction", prediction),
+            T.StructField("score", T.DoubleType()),
             T.StructField("reasons", T.ArrayType(reason)),
-            T.StructField("reasons_method", T.StringType()),
+            T.StructField("reasons_method", text),
+            T.StructField("model_name", text),
+            T.StructField("model_alias", text),
+            T.StructField("model_version", T.IntegerType()),
+            T.StructField("model_run_id", text),
+            T.StructField("served", T.BooleanType()),
+            T.StructField("feature_table", text),
+            T.StructField("feature_table_version", T.LongType()),
+            T.StructField("scored_at", T.TimestampType()),
+            T.StructField("job_run_id", text),
+            T.StructField(RUN_DATE, T.DateType()),
         ]
     )
 
 
-def _scored(
-    frame: Any, scorer: Scorer, model: ScoringModel, role: str, canary: Any, lineage_cols: dict[str, Any]
-) -> Any:
-    """One alias's prediction rows with their lineage columns."""
-    from pyspark.sql import functions as F  # noqa: N812
-
-    columns = [*scorer.passthrough, *scorer.features, *([EXACT] if EXACT in frame.columns else [])]
-    inputs = frame.select(*dict.fromkeys(columns))
-    out = inputs.mapInArrow(scorer, _output_schema(inputs, scorer))
-    if role == "serving":
-        served = F.col(BUCKET) >= F.lit(float(canary.fraction)) if canary is not None else F.lit(True)
-    elif role.startswith("canary"):
-        served = F.col(BUCKET) < F.lit(float(canary.fraction))
-    else:
-        served = F.lit(False)
-    return out.withColumns(
-        {
-            "model_name": F.lit(model.name),
-            "model_alias": F.lit(model.alias),
-            "model_version": F.lit(model.version).cast("int"),
-            "model_run_id": F.lit(model.run_id),
-            "served": served,
-            **lineage_cols,
-        }
+def _plan(
+    spec: Any,
+    keys: list[str],
+    aliases: list[tuple[ScoringModel, Scorer, str]],
+    scoring: Any,
+    required: list[str],
+    schema: Any,
+    constants: dict[str, Any],
+) -> Plan:
+    """The tasks' plan: (model, scorer, role) per alias in scoring order; the staging folder comes later."""
+    canary = scoring.get("canary")
+    columns = [*keys, *(f for model, _, _ in aliases for f in model.features), *required]
+    return Plan(
+        aliases=tuple(
+            Alias(
+                scorer,
+                {
+                    "model_name": model.name,
+                    "model_alias": model.alias,
+                    "model_version": int(model.version),
+                    "model_run_id": model.run_id,
+                },
+                _served_rule(role),
+            )
+            for model, scorer, role in aliases
+        ),
+        entity=tuple(spec.entity),
+        columns=tuple(dict.fromkeys(columns)),
+        required=tuple(required),
+        canary=None if canary is None else float(canary.fraction),
+        exact_fraction=float(scoring.reasons.exact_fraction or 0.0),
+        constants=constants,
+        schema=arrow_schema(schema),
+        staging="",
+        batch_rows=int(scoring.batch_rows),
     )
+
+
+def _served_rule(role: str) -> str:
+    if role == "serving":
+        return "outside-canary"  # every row when there is no canary
+    return "inside-canary" if role.startswith("canary") else "none"
+
+
+@dataclass
+class _Sources:
+    """Where the tasks read the rows to score: feature files (path, run date) and, for the dates
+    whose feature rows differ from the population, rows the job sets aside first."""
+
+    files: list[tuple[str, str]]
+    aside: Any  # a Spark DataFrame (keys, features, run date) or None
+    written: int = 0
+    errors: list[Any] = field(default_factory=list)
 
 
 def scoring_config(model_cfg: Any) -> Any:
@@ -248,9 +276,12 @@ def score(spark: Any, cfg: Any, catalog: Catalog, lineage: Lineage) -> ScoreResu
     feature_table = f"features.{spec.name}"
     version = _features_for(spark, cfg, catalog, lineage, spec, days)
     first, last = start.isoformat(), end.isoformat()
-    features = read_table(
-        spark, catalog, feature_table, version, partitions=lambda p: first <= (p.get(EVENT_DATE) or "") <= last
-    ).withColumnRenamed(EVENT_DATE, RUN_DATE)
+
+    def in_range(partition: Mapping[str, str | None]) -> bool:
+        return first <= (partition.get(EVENT_DATE) or "") <= last
+
+    features = read_table(spark, catalog, feature_table, version, partitions=in_range)
+    features = features.withColumnRenamed(EVENT_DATE, RUN_DATE)
     for alias, model in models.items():
         absent = [f for f in model.features if f not in features.columns]
         if absent:
@@ -271,28 +302,25 @@ def score(spark: Any, cfg: Any, catalog: Catalog, lineage: Lineage) -> ScoreResu
         sum(d.scored for d in counts),
         sum(sum(d.missing.values()) for d in counts),
     )
-    canary = scoring.get("canary")
-    # The canary's stable hash: SHA-256 per row is not free, so only when a canary is declared.
-    bucket = bucket_column(spec.entity, CANARY_SALT) if canary is not None else F.lit(0.0)
-    to_score = to_score.withColumn(BUCKET, bucket)
-    fraction = float(scoring.reasons.exact_fraction or 0.0)
-    if fraction > 0:
-        to_score = to_score.withColumn(EXACT, bucket_column(spec.entity, EXACT_SALT) < F.lit(fraction))
     scored_at = datetime.now(UTC).replace(tzinfo=None, microsecond=0)
-    lineage_cols = {
-        "feature_table": F.lit(feature_table),
-        "feature_table_version": F.lit(version).cast("long"),
-        "scored_at": F.lit(scored_at).cast("timestamp"),
-        "job_run_id": F.lit(lineage.job_run_id),
+    scorers = {alias: _scorer(models[alias], scoring, spark, keys) for alias, _ in roles}
+    schema = output_schema(features, keys, str(model_cfg.task))
+    constants = {
+        "feature_table": feature_table,
+        "feature_table_version": int(version),
+        "scored_at": scored_at.replace(tzinfo=UTC),
+        "job_run_id": lineage.job_run_id,
     }
-    errors = spark.sparkContext.accumulator([], RowList())
-    scorers = {alias: _scorer(models[alias], scoring, spark, keys, errors) for alias, _ in roles}
-    parts = [_scored(to_score, scorers[a], models[a], role, canary, lineage_cols) for a, role in roles]
-    frame = parts[0]
-    for part in parts[1:]:
-        frame = frame.unionByName(part)
-    order = [*keys, "prediction", "score", "reasons", "reasons_method", *LINEAGE_COLUMNS, RUN_DATE]
-    frame = frame.select(*order)
+    plan = _plan(spec, keys, [(models[a], scorers[a], role) for a, role in roles], scoring, required, schema, constants)
+    mismatched = {d.isoformat() for d in accounting.mismatched}
+    files = data_files(catalog, feature_table, version, partitions=in_range)
+    sources = _Sources(
+        files=[(path, str(parts[EVENT_DATE])) for path, parts in files if parts[EVENT_DATE] not in mismatched],
+        aside=to_score.where(F.col(RUN_DATE).isin(sorted(mismatched))).select(*plan.columns, RUN_DATE)
+        if mismatched
+        else None,
+    )
+    to_score_rows = sum(d.scored for d in counts)
 
     described = {
         alias: {
@@ -309,7 +337,14 @@ def score(spark: Any, cfg: Any, catalog: Catalog, lineage: Lineage) -> ScoreResu
 
     def metadata() -> dict[str, Any]:
         """Called once the rows are written: the model errors are known, the commit not yet made."""
-        failed.extend(unique_errors(errors.value, keys))
+        expected = to_score_rows * len(roles) - len(sources.errors)
+        if sources.written != expected:
+            raise TableError(
+                f"{table}: the scoring tasks wrote {sources.written:,} rows, not the {expected:,} expected "
+                f"({to_score_rows:,} rows to score x {len(roles)} model(s), less {len(sources.errors):,} the "
+                "models raised on); nothing was committed. Did the feature table change during the job?"
+            )
+        failed.extend(unique_errors(sources.errors, keys))
         counts[:] = with_errors(counts, failed, serving)
         return {
             "model_name": str(model_cfg.name),
@@ -323,7 +358,7 @@ def score(spark: Any, cfg: Any, catalog: Catalog, lineage: Lineage) -> ScoreResu
             },
         }
 
-    result = _write(spark, frame, catalog, table, days, lineage, metadata, scoring)
+    result = _write(spark, plan, sources, schema, catalog, table, days, lineage, metadata)
     if failed:
         log.warning("score: the model raised on %d row(s); recorded in %s", len(failed), missing_table)
         rows = [(*(row[k] for k in (*keys, RUN_DATE)), reason) for row, _, reason in failed]
@@ -347,23 +382,45 @@ def score(spark: Any, cfg: Any, catalog: Catalog, lineage: Lineage) -> ScoreResu
     )
 
 
+def arrow_schema(schema: Any) -> Any:
+    """A Spark schema as the Arrow schema the tasks write (every column nullable, as Delta's)."""
+    import pyarrow as pa
+    from pyspark.sql.pandas.types import to_arrow_schema
+
+    return pa.schema([f.with_nullable(True) for f in to_arrow_schema(schema, timezone="UTC")])
+
+
 def _write(
     spark: Any,
-    frame: Any,
+    plan: Plan,
+    sources: _Sources,
+    schema: Any,
     catalog: Catalog,
     table: str,
     days: list[date],
     lineage: Lineage,
     metadata: Callable[[], dict[str, Any]],
-    scoring: Any,
 ) -> Any:
     """One commit replacing the dates' partitions; a worker's validation failure becomes one clear error."""
-    conf = "spark.sql.execution.arrow.maxRecordsPerBatch"
-    previous = spark.conf.get(conf)
-    spark.conf.set(conf, str(int(scoring.batch_rows)))
+
+    def stage(folder: Path, partition_cols: list[str]) -> None:
+        files = list(sources.files)
+        aside = folder.parent / f"{folder.name}-inputs"
+        try:
+            if sources.aside is not None:
+                sources.aside.write.partitionBy(RUN_DATE).parquet(str(aside))
+                files += [(str(p), p.parent.name.partition("=")[2]) for p in sorted(aside.rglob("*.parquet"))]
+            # Eight tasks per core at least: equal shares keep every core busy to the end.
+            units = units_of(files, 8 * spark.sparkContext.defaultParallelism, plan.batch_rows)
+            task_plan = replace(plan, staging=str(folder))
+            sources.written, sources.errors = run_tasks(spark, task_plan, units, f"lakeforge score {table}")
+        finally:
+            shutil.rmtree(aside, ignore_errors=True)
+
     try:
-        return write_table(
-            frame,
+        return write_staged(
+            stage,
+            delta_schema_from_spark(schema),
             catalog,
             table,
             mode="overwrite_partitions",
@@ -377,8 +434,6 @@ def _write(
         if failure is not None:
             raise failure from None
         raise
-    finally:
-        spark.conf.set(conf, previous)
 
 
 def _write_missing(

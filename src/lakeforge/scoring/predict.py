@@ -42,18 +42,6 @@ ERROR_TEXT = 300  # characters of a model error kept per row
 _LOADED: dict[str, tuple[Any, Any]] = {}
 
 
-class RowList:
-    """Spark AccumulatorParam of a list: the rows a model could not score travel back to the driver
-    in it (few by nature; tasks that fail are not merged, duplicates from retries are removed there)."""
-
-    def zero(self, value: list[Any]) -> list[Any]:
-        return []
-
-    def addInPlace(self, left: list[Any], right: list[Any]) -> list[Any]:  # noqa: N802 - Spark's name
-        left.extend(right)
-        return left
-
-
 def is_lightgbm(estimator: Any) -> bool:
     """True for a LightGBM scikit-learn model (scored on numpy with a thread cap, path reasons)."""
     return type(estimator).__module__.startswith("lightgbm")
@@ -91,7 +79,7 @@ class Scorer:
     exact_min_score: float | None
     num_threads: int
     passthrough: tuple[str, ...]  # input columns copied to the output (keys)
-    errors: Any = None  # a Spark accumulator (RowList) for rows the model raised on; None: raise
+    errors: Any = None  # collects the rows the model raised on (``add(list)``); None: raise
 
     def load(self) -> tuple[Any, Any]:
         """The estimator and its compiled trees, unpickled once per worker."""
@@ -183,7 +171,7 @@ class Scorer:
 
         n = x.shape[0]
         if self.method == "none":
-            return pa.nulls(n, REASONS_TYPE), pa.array(["none"] * n, pa.string())
+            return pa.nulls(n, REASONS_TYPE), pa.repeat(pa.scalar("none"), n)
         if self.method == "occlusion":
             try:
                 contributions = occlusion_contributions(estimator, x, self.features, self.task, self.num_threads)
