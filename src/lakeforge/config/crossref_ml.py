@@ -16,7 +16,7 @@ from lakeforge.config.crossref import (
     feature_names,
     label_is_not_a_feature,
 )
-from lakeforge.config.schema_ml import DRIFT_METHODS, EXPORT_FORMATS, METRICS, REASON_METHODS, STEPS
+from lakeforge.config.schema_ml import DRIFT_METHODS, EXPORT_FORMATS, METRICS, REASON_METHODS, STEP_JOBS, STEPS
 from lakeforge.config.values import check_cron, check_time_of_day, parse_date, parse_duration
 from lakeforge.errors import did_you_mean
 
@@ -53,8 +53,7 @@ def check_pipeline(cfg: dict[str, Any], report: Report) -> None:
             state = f"the composed {group} is '{have}'" if _set(have) else f"no {group} config is composed"
             report(
                 f"pipeline.{key}",
-                f"'{want}' is not composed ({state}); add '- /{group}: {want}' "
-                "to the pipeline's defaults list",
+                f"'{want}' is not composed ({state}); add '- /{group}: {want}' to the pipeline's defaults list",
             )
     for i, name in enumerate(_list(pipe.get("schedules"))):
         _ref(
@@ -252,6 +251,8 @@ def check_schedules(cfg: dict[str, Any], report: Report) -> None:
         _date(report, f"{base}.end_date", sched.get("end_date"))
         for i, step in enumerate(_list(sched.get("steps"))):
             _choice(report, f"{base}.steps[{i}]", step, STEPS, "step")
+            if step in STEPS and step not in STEP_JOBS:
+                report(f"{base}.steps[{i}]", f"step '{step}' has no job to run yet (jobs: {', '.join(STEP_JOBS)})")
         _duration(report, f"{base}.retry_delay", sched.get("retry_delay"))
         _duration(report, f"{base}.execution_timeout", sched.get("execution_timeout"))
         if isinstance(sched.get("retries"), int) and sched["retries"] < 0:
@@ -265,9 +266,7 @@ def check_monitor(cfg: dict[str, Any], report: Report) -> None:
         return
     model: dict[str, Any] = cfg["model"] if isinstance(cfg.get("model"), dict) else {}
     if _set(mon.get("model")) and mon.get("model") != model.get("name"):
-        report(
-            "monitor.model", f"model '{mon.get('model')}' is not composed (composed: '{model.get('name')}')"
-        )
+        report("monitor.model", f"model '{mon.get('model')}' is not composed (composed: '{model.get('name')}')")
     fs: dict[str, Any] = cfg["features"] if isinstance(cfg.get("features"), dict) else {}
     defined = feature_names(fs)
     for i, name in enumerate(_list(mon.get("features"))):

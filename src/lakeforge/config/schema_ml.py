@@ -21,6 +21,14 @@ METRICS = (
     "r2",
 )
 STEPS = ("ingest", "features", "train", "evaluate", "score", "monitor", "report")
+# The job script each step runs (relative to the project root); monitor and report have none yet.
+STEP_JOBS = {
+    "ingest": "jobs/ingest.py",
+    "features": "jobs/build_features.py",
+    "train": "jobs/train.py",
+    "evaluate": "jobs/evaluate.py",
+    "score": "jobs/score.py",
+}
 CRON_PRESETS = ("@once", "@hourly", "@daily", "@weekly", "@monthly", "@yearly")
 DRIFT_METHODS = ("psi", "ks", "wasserstein", "chi2", "jsd")
 REASON_METHODS = ("auto", "path", "treeshap", "occlusion", "none")

@@ -255,12 +255,19 @@ CASES: dict[str, Case] = {
     ),
     "unknown step": Case(
         S,
-        "score, monitor]",
-        "scor, monitor]",
+        "features, score]",
+        "features, scor]",
         (),
         (
             f"{CS}schedule.daily_score.steps[2]: unknown step 'scor' (did you mean 'score'?); allowed: ingest, features,",
         ),
+    ),
+    "step without a job": Case(
+        S,
+        "features, score]",
+        "features, score, monitor]",
+        (),
+        (f"{CS}schedule.daily_score.steps[3]: step 'monitor' has no job to run yet (jobs: ingest, features,",),
     ),
     "duplicate feature name": Case(
         F,
