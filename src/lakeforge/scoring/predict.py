@@ -1,13 +1,13 @@
 """Scoring on the executors: Arrow batches of feature rows in; score, prediction and reasons out.
 
-The job hands every task a `Scorer`. The model's pickled bytes travel once per executor in a
-Spark broadcast; each Python worker unpickles them once into a module-level cache (keyed by the
-model version and the settings) that lives as long as the worker, and Spark reuses its Python
-workers across tasks, so a model is loaded once per worker, not once per batch or task. Each
-batch is turned into one float64 matrix (nulls as NaN), scored with LightGBM's threads capped
-at ``num_threads`` (the task slots already use the cores), and its reasons computed by the
-configured method; the batch's scores are checked with the pandera schema of
-`lakeforge.scoring.validate` before they leave the worker.
+The job hands every scoring task (`lakeforge.scoring.tasks`) a `Scorer` per model version. The
+model's pickled bytes travel once per executor in a Spark broadcast; each Python worker unpickles
+them once into a module-level cache (keyed by the model version and the settings) that lives as
+long as the worker, and Spark reuses its Python workers across tasks, so a model is loaded once
+per worker, not once per batch or task. Each batch is turned into one float64 matrix (nulls as
+NaN), scored with LightGBM's threads capped at ``num_threads`` (the task slots already use the
+cores), and its reasons computed by the configured method; the batch's scores are checked with
+the pandera schema of `lakeforge.scoring.validate` before they leave the worker.
 
 Reason methods (the ``reasons_method`` column says which one produced each row):
 - ``path``: path attribution (Saabas) from the trees' node values, `lakeforge.scoring.reasons`;
@@ -109,7 +109,7 @@ class Scorer:
         ]
 
     def __call__(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        """``mapInArrow`` body: score every batch of a partition."""
+        """Score every batch of an iterator (e.g. as a ``mapInArrow`` body: the benchmark's diagnosis)."""
         for batch in batches:
             if batch.num_rows:
                 yield self.score_batch(batch)
