@@ -37,7 +37,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import date, timedelta
@@ -49,7 +48,7 @@ import psutil
 import pyarrow.parquet as pq
 
 from bench.features_workload import _SQL, ASOF, WINDOWS, Workload, duckdb_features, make_workload
-from bench.harness import REPO_ROOT, Result, bench_spark, median, report, time_alternating
+from bench.harness import REPO_ROOT, Result, RssPeak, bench_spark, driver_jvm, median, report, time_alternating
 
 NAME = "features"
 TARGET_RATIO = 2.0
@@ -60,7 +59,6 @@ START = date(2024, 1, 1)  # the workload's first day (features_workload.START)
 TIME_COLUMNS = {"events": "event_ts", "readings": "reading_ts"}
 FEATURES = ("n_1d", "amount_mean_7d", "flagged_30d", "level")
 REL_TOL = 1e-6
-POLL_S = 0.05
 MB = 2**20
 _PROBE_FLAG = "--memory-probe"
 _PROBE_MARK = "MEMORY-PROBE "
@@ -175,49 +173,6 @@ def compare(lakeforge_dir: Path, duckdb_file: Path, events: int) -> dict[str, An
     return found
 
 
-class RssPeak:
-    """Poll the peak RSS of this Python process and of its Spark driver JVM in a background thread."""
-
-    def __init__(self, interval: float = POLL_S) -> None:
-        self.interval = interval
-        self.me = psutil.Process()
-        self.jvm = driver_jvm()
-        self.python_peak = 0
-        self.jvm_peak = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._poll, daemon=True)
-
-    def _sample(self) -> None:
-        self.python_peak = max(self.python_peak, self.me.memory_info().rss)
-        if self.jvm is not None:
-            with contextlib.suppress(psutil.Error):
-                self.jvm_peak = max(self.jvm_peak, self.jvm.memory_info().rss)
-
-    def _poll(self) -> None:
-        while not self._stop.wait(self.interval):
-            self._sample()
-
-    def __enter__(self) -> RssPeak:
-        self._sample()
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self._sample()
-
-
-def driver_jvm() -> psutil.Process | None:
-    """The Spark driver: the ``java`` descendant of this process (the largest, should there be several)."""
-    found = []
-    for child in psutil.Process().children(recursive=True):
-        with contextlib.suppress(psutil.Error):  # the spark-submit shell lingers as a zombie
-            if child.name() == "java":
-                found.append((child.memory_info().rss, child))
-    return max(found, key=lambda x: x[0])[1] if found else None
-
-
 def memory_probe(events_path: Path, readings_path: Path, days: int) -> dict[str, Any]:
     """In a fresh process: start Spark, then one lakeforge build written to Parquet, RSS polled throughout."""
     spark = bench_spark(SHUFFLE_PARTITIONS)
@@ -240,12 +195,12 @@ def memory_probe(events_path: Path, readings_path: Path, days: int) -> dict[str,
             build(spark, spec, tables, days).write.mode("overwrite").parquet(str(out / "features"))
             seconds = time.perf_counter() - start
         return {
-            "jvm_peak_bytes": peak.jvm_peak,
+            "jvm_peak_bytes": peak.peaks["jvm"],
             # Sum of each heap pool's peak: an upper bound of the heap in use at any one time.
             "jvm_heap_peak_used_bytes": sum(pool.getPeakUsage().getUsed() for pool in pools),
             "jvm_heap_pool_peaks_mb": {str(pool.getName()): pool.getPeakUsage().getUsed() / MB for pool in pools},
             "jvm_before_bytes": jvm_before,
-            "python_peak_bytes": peak.python_peak,
+            "python_peak_bytes": peak.peaks["python"],
             "python_before_bytes": python_before,
             "build_s": seconds,
             "jvm_pid": jvm.pid,
@@ -312,8 +267,8 @@ def _short(n: int) -> str:
 def _tracked(peaks: dict[str, list[int]], name: str) -> Iterator[None]:
     with RssPeak() as peak:
         yield
-    peaks.setdefault(f"{name}.python", []).append(peak.python_peak)
-    peaks.setdefault(f"{name}.jvm", []).append(peak.jvm_peak)
+    peaks.setdefault(f"{name}.python", []).append(peak.peaks["python"])
+    peaks.setdefault(f"{name}.jvm", []).append(peak.peaks["jvm"])
 
 
 def main(quick: bool = False) -> bool:

@@ -43,7 +43,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import date
@@ -53,7 +52,7 @@ from typing import Any
 import numpy as np
 import psutil
 
-from bench.harness import REPO_ROOT, Result, bench_spark, median, report, time_alternating
+from bench.harness import REPO_ROOT, Result, RssPeak, bench_spark, median, report, time_alternating
 from bench.score_workload import (
     DAY,
     FEATURE_SET,
@@ -74,7 +73,6 @@ TARGET_REASONS = 2.0  # lakeforge with reasons time / without, at most
 TARGET_MEMORY = 1.10  # Python driver peak RSS at 5M / at 1M, at most
 SHUFFLE_PARTITIONS = 8  # conf/spark/local.yaml
 AGREEMENT_TOL = 1e-9
-POLL_S = 0.05
 UDF_RESULT_TYPE = "array<double>"
 MB = 2**20
 # The functions `score` calls whose time the breakdown reports (those of lakeforge.scoring.job's module
@@ -196,55 +194,6 @@ def check_agreement(catalog: Any, estimator: Any, day: date, udf_out: Path | Non
 
 
 # --- memory ------------------------------------------------------------------------------------------
-
-
-class RssPeak:
-    """Poll the peak RSS of this Python process and its driver JVM, and the JVM's Python workers' summed PSS."""
-
-    def __init__(self, interval: float = POLL_S) -> None:
-        self.interval = interval
-        self.me = psutil.Process()
-        self.jvm = driver_jvm()
-        self.peaks = {"python": 0, "jvm": 0, "workers": 0}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._poll, daemon=True)
-
-    def _sample(self) -> None:
-        self.peaks["python"] = max(self.peaks["python"], self.me.memory_info().rss)
-        if self.jvm is None:
-            return
-        with contextlib.suppress(psutil.Error):
-            self.peaks["jvm"] = max(self.peaks["jvm"], self.jvm.memory_info().rss)
-            workers = 0
-            for child in self.jvm.children(recursive=True):
-                with contextlib.suppress(psutil.Error):
-                    # PSS: the workers fork from one daemon and share its pages; RSS would count them per worker.
-                    workers += child.memory_full_info().pss
-            self.peaks["workers"] = max(self.peaks["workers"], workers)
-
-    def _poll(self) -> None:
-        while not self._stop.wait(self.interval):
-            self._sample()
-
-    def __enter__(self) -> RssPeak:
-        self._sample()
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self._sample()
-
-
-def driver_jvm() -> psutil.Process | None:
-    """The Spark driver: the ``java`` descendant of this process (the largest, should there be several)."""
-    found = []
-    for child in psutil.Process().children(recursive=True):
-        with contextlib.suppress(psutil.Error):  # the spark-submit shell lingers as a zombie
-            if child.name() == "java":
-                found.append((child.memory_info().rss, child))
-    return max(found, key=lambda x: x[0])[1] if found else None
 
 
 def memory_probe(root: Path, day: date) -> dict[str, Any]:

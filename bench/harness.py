@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import os
@@ -10,6 +11,7 @@ import re
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -17,6 +19,8 @@ from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
@@ -173,3 +177,57 @@ def bench_spark(shuffle_partitions: int) -> Any:
         progress_bar="false",
     )
     return get_spark(OmegaConf.structured(cfg))
+
+
+# --- memory ------------------------------------------------------------------------------------------
+
+POLL_S = 0.05
+
+
+class RssPeak:
+    """Poll the peak RSS of this Python process and its driver JVM, and the JVM's Python workers' summed PSS."""
+
+    def __init__(self, interval: float = POLL_S) -> None:
+        self.interval = interval
+        self.me = psutil.Process()
+        self.jvm = driver_jvm()
+        self.peaks = {"python": 0, "jvm": 0, "workers": 0}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+
+    def _sample(self) -> None:
+        self.peaks["python"] = max(self.peaks["python"], self.me.memory_info().rss)
+        if self.jvm is None:
+            return
+        with contextlib.suppress(psutil.Error):
+            self.peaks["jvm"] = max(self.peaks["jvm"], self.jvm.memory_info().rss)
+            workers = 0
+            for child in self.jvm.children(recursive=True):
+                with contextlib.suppress(psutil.Error):
+                    # PSS: the workers fork from one daemon and share its pages; RSS would count them per worker.
+                    workers += child.memory_full_info().pss
+            self.peaks["workers"] = max(self.peaks["workers"], workers)
+
+    def _poll(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._sample()
+
+    def __enter__(self) -> RssPeak:
+        self._sample()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._sample()
+
+
+def driver_jvm() -> psutil.Process | None:
+    """The Spark driver: the ``java`` descendant of this process (the largest, should there be several)."""
+    found = []
+    for child in psutil.Process().children(recursive=True):
+        with contextlib.suppress(psutil.Error):  # the spark-submit shell lingers as a zombie
+            if child.name() == "java":
+                found.append((child.memory_info().rss, child))
+    return max(found, key=lambda x: x[0])[1] if found else None

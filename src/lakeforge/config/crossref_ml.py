@@ -249,6 +249,8 @@ def check_schedules(cfg: dict[str, Any], report: Report) -> None:
                 report(f"{base}.cron", str(exc))
         _date(report, f"{base}.start_date", sched.get("start_date"))
         _date(report, f"{base}.end_date", sched.get("end_date"))
+        if sched.get("steps") == []:
+            report(f"{base}.steps", "a schedule needs at least one step")
         for i, step in enumerate(_list(sched.get("steps"))):
             _choice(report, f"{base}.steps[{i}]", step, STEPS, "step")
             if step in STEPS and step not in STEP_JOBS:

@@ -27,7 +27,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict, Unpack
 from urllib.parse import unquote
 
 from deltalake import DeltaTable, Schema
@@ -356,25 +356,26 @@ def _skip(write: _Write, table: DeltaTable) -> CommitResult:
     return _result(write, table.version(), 0, skipped=True)
 
 
-def write_table(
-    df: Any,
-    catalog: Catalog,
-    table: str,
-    *,
-    mode: WriteMode = "append",
-    partition_by: Sequence[str] | None = None,
-    app_id: str | None = None,
-    app_version: int | None = None,
-    lineage: Lineage | None = None,
-    max_retries: int = 5,
-    replace_partitions: Sequence[Mapping[str, Any]] = (),
-    metadata: Mapping[str, Any] | Callable[[], Mapping[str, Any]] | None = None,
-) -> CommitResult:
+class WriteOptions(TypedDict, total=False):
+    """The keyword options of `write_table`, passed on to `write_staged` (which documents their defaults)."""
+
+    mode: WriteMode
+    partition_by: Sequence[str] | None
+    app_id: str | None
+    app_version: int | None
+    lineage: Lineage | None
+    max_retries: int
+    replace_partitions: Sequence[Mapping[str, Any]]
+    metadata: Mapping[str, Any] | Callable[[], Mapping[str, Any]] | None
+
+
+def write_table(df: Any, catalog: Catalog, table: str, **options: Unpack[WriteOptions]) -> CommitResult:
     """Write a Spark DataFrame to a Delta table (created on first write) in one atomic commit.
 
-    ``metadata``: more facts for the commit metadata, each stored as ``lakeforge.<key>`` (values
-    that are not strings, numbers or booleans as JSON text); a callable is called once the data
-    is written, just before the commit (for facts the write itself produces).
+    ``mode``: ``append`` (default), ``overwrite`` or ``overwrite_partitions``. ``metadata``: more
+    facts for the commit metadata, each stored as ``lakeforge.<key>`` (values that are not
+    strings, numbers or booleans as JSON text); a callable is called once the data is written,
+    just before the commit (for facts the write itself produces).
 
     ``overwrite_partitions`` replaces every partition the data lands in, plus those listed in
     ``replace_partitions`` (``{column: value}``; None = the null partition), so a batch whose
@@ -385,20 +386,7 @@ def write_table(
         # Executors write the data; the driver only lists files and reads footers.
         df.write.mode("errorifexists").option("compression", "snappy").partitionBy(*partition_cols).parquet(str(folder))
 
-    return write_staged(
-        stage,
-        delta_schema_from_spark(df.schema),
-        catalog,
-        table,
-        mode=mode,
-        partition_by=partition_by,
-        app_id=app_id,
-        app_version=app_version,
-        lineage=lineage,
-        max_retries=max_retries,
-        replace_partitions=replace_partitions,
-        metadata=metadata,
-    )
+    return write_staged(stage, delta_schema_from_spark(df.schema), catalog, table, **options)
 
 
 def write_staged(

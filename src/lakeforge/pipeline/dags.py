@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
-from airflow.sdk import DAG, Asset
+from airflow.sdk import DAG, Asset, AssetOrTimeSchedule
+from airflow.sdk.definitions.timetables.trigger import CronTriggerTimetable
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from lakeforge.config.schema_ml import STEP_JOBS
@@ -66,9 +67,6 @@ class _ScheduleErrors(DAG):
 
 
 def _schedule(s: Schedule) -> Any:
-    from airflow.sdk import AssetOrTimeSchedule
-    from airflow.sdk.definitions.timetables.trigger import CronTriggerTimetable
-
     if "train" not in s.steps:
         return s.cron
     asset = retrain_asset(s.pipeline)

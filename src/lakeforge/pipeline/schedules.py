@@ -13,8 +13,13 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 
-from lakeforge.config.schema_ml import STEP_JOBS
-from lakeforge.errors import ConfigError
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from lakeforge.config.crossref_ml import check_schedules
+from lakeforge.config.schema_ml import ScheduleConfig
+from lakeforge.config.values import parse_date, parse_duration
+from lakeforge.errors import ConfigError, ConfigErrors
 
 _SCHEDULE_KEY = "/schedule@schedule."
 
@@ -45,8 +50,6 @@ class Schedule:
 
 def _schedule_files(pipeline_file: Path) -> list[tuple[str, str]]:
     """(schedule name, file name) from a pipeline's defaults list."""
-    from omegaconf import OmegaConf
-
     loaded = OmegaConf.to_container(OmegaConf.load(pipeline_file))
     entries = loaded.get("defaults") or [] if isinstance(loaded, dict) else []
     found = []
@@ -59,13 +62,8 @@ def _schedule_files(pipeline_file: Path) -> list[tuple[str, str]]:
 
 
 def _checked(pipeline: str, name: str, file: Path, project: Path) -> Schedule:
-    """One schedule file merged onto its schema and checked; ConfigError naming the file otherwise."""
-    from omegaconf import OmegaConf
-    from omegaconf.errors import OmegaConfBaseException
-
-    from lakeforge.config.schema_ml import STEPS, ScheduleConfig
-    from lakeforge.config.values import check_cron, parse_date, parse_duration
-
+    """One schedule file merged onto its schema and checked as ``lakeforge check`` checks it
+    (`check_schedules`); a ConfigError naming the file otherwise."""
     shown = str(file.relative_to(project)) if file.is_relative_to(project) else str(file)
     if not file.is_file():
         raise ConfigError(f"pipeline '{pipeline}' names schedule file '{file.name}', which does not exist", file=shown)
@@ -82,36 +80,28 @@ def _checked(pipeline: str, name: str, file: Path, project: Path) -> Schedule:
         key = getattr(exc, "full_key", None) or None
         raise ConfigError(f"not a valid schedule: {detail}", file=shown, key=key) from None
     assert isinstance(cfg, dict)
-    try:
-        check_cron(cfg["cron"])
-        unknown = [s for s in cfg["steps"] if s not in STEPS]
-        if unknown:
-            raise ValueError(f"unknown step(s) {', '.join(unknown)}; steps: {', '.join(STEPS)}")
-        without_job = [s for s in cfg["steps"] if s not in STEP_JOBS]
-        if without_job:
-            raise ValueError(
-                f"step(s) {', '.join(without_job)} have no job to run yet (jobs exist for {', '.join(STEP_JOBS)})"
-            )
-        if not cfg["steps"]:
-            raise ValueError("a schedule needs at least one step")
-        return Schedule(
-            pipeline=pipeline,
-            name=name,
-            file=file,
-            cron=cfg["cron"],
-            start_date=parse_date(cfg["start_date"]),
-            end_date=None if cfg["end_date"] is None else parse_date(cfg["end_date"]),
-            catchup=bool(cfg["catchup"]),
-            retries=int(cfg["retries"]),
-            retry_delay=timedelta(seconds=parse_duration(cfg["retry_delay"])),
-            execution_timeout=timedelta(seconds=parse_duration(cfg["execution_timeout"])),
-            max_active_runs=int(cfg["max_active_runs"]),
-            owner=str(cfg["owner"]),
-            tags=tuple(str(t) for t in cfg["tags"]),
-            steps=tuple(cfg["steps"]),
-        )
-    except ValueError as exc:
-        raise ConfigError(str(exc), file=shown) from None
+    problems: list[ConfigError] = []
+    check_schedules(
+        {"schedule": {name: cfg}}, lambda key, message: problems.append(ConfigError(message, file=shown, key=key))
+    )
+    if problems:
+        raise problems[0] if len(problems) == 1 else ConfigErrors(problems)
+    return Schedule(
+        pipeline=pipeline,
+        name=name,
+        file=file,
+        cron=cfg["cron"],
+        start_date=parse_date(cfg["start_date"]),
+        end_date=None if cfg["end_date"] is None else parse_date(cfg["end_date"]),
+        catchup=bool(cfg["catchup"]),
+        retries=int(cfg["retries"]),
+        retry_delay=timedelta(seconds=parse_duration(cfg["retry_delay"])),
+        execution_timeout=timedelta(seconds=parse_duration(cfg["execution_timeout"])),
+        max_active_runs=int(cfg["max_active_runs"]),
+        owner=str(cfg["owner"]),
+        tags=tuple(str(t) for t in cfg["tags"]),
+        steps=tuple(cfg["steps"]),
+    )
 
 
 def load_schedules(conf_dir: Path) -> tuple[list[Schedule], list[ConfigError]]:

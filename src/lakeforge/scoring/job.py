@@ -44,7 +44,7 @@ from lakeforge.scoring.coverage import (
 )
 from lakeforge.scoring.model import ScoringModel, load_model
 from lakeforge.scoring.predict import Scorer, resolve_method
-from lakeforge.scoring.tasks import BUCKET, Alias, Plan, run_tasks, units_of
+from lakeforge.scoring.tasks import BUCKET, Alias, Plan, ServedRule, run_tasks, units_of
 from lakeforge.scoring.validate import duplicate_keys, failure_from
 from lakeforge.scoring.versions import write_model_versions
 
@@ -228,7 +228,7 @@ def _plan(
     )
 
 
-def _served_rule(role: str) -> str:
+def _served_rule(role: str) -> ServedRule:
     if role == "serving":
         return "outside-canary"  # every row when there is no canary
     return "inside-canary" if role.startswith("canary") else "none"
@@ -237,7 +237,8 @@ def _served_rule(role: str) -> str:
 @dataclass
 class _Sources:
     """Where the tasks read the rows to score: feature files (path, run date) and, for the dates
-    whose feature rows differ from the population, rows the job sets aside first."""
+    whose feature rows differ from the population, rows the job sets aside first; once the tasks
+    ran, the rows they wrote and the rows a model raised on."""
 
     files: list[tuple[str, str]]
     aside: Any  # a Spark DataFrame (keys, features, run date) or None

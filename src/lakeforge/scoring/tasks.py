@@ -29,7 +29,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
@@ -42,7 +42,8 @@ BUCKET = "_lf_bucket"
 SERVED = "served"
 CANARY_SALT = "canary"
 EXACT_SALT = "exact-reasons"
-SERVED_RULES = ("all", "outside-canary", "inside-canary", "none")
+# Which of an alias's rows are served: every row, those outside or inside the canary, none.
+ServedRule = Literal["all", "outside-canary", "inside-canary", "none"]
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,7 @@ class Alias:
 
     scorer: Scorer
     columns: dict[str, Any]  # model_name, model_alias, model_version, model_run_id
-    served: str  # one of SERVED_RULES: every row, the rows outside or inside the canary, none
+    served: ServedRule
 
 
 @dataclass(frozen=True)
@@ -175,7 +176,7 @@ class Plan:
             arrays.append(column if column.type == field.type else column.cast(field.type))
         return pa.Table.from_arrays(arrays, schema=self.schema)
 
-    def _served(self, rule: str, buckets: pa.Array) -> pa.Array:
+    def _served(self, rule: ServedRule, buckets: pa.Array) -> pa.Array:
         n = len(buckets)
         if rule == "all" or (rule == "outside-canary" and self.canary is None):
             return pa.repeat(pa.scalar(True), n)
