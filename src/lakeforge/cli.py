@@ -219,15 +219,27 @@ def features_build(
 
 @app.command()
 def params(overrides: OverridesArg = None, conf_dir: ConfDirOpt = None) -> None:
-    """Write params.yaml (for DVC) from the composed conf/."""
+    """Write params.yaml (for DVC) from the composed conf/, only when its content changes.
+
+    Inside `dvc exp run`, the experiment's overrides (what DVC composed into params.yaml) are kept.
+    """
 
     def body() -> None:
         from lakeforge.config import load_config
-        from lakeforge.config.params import write_params
+        from lakeforge.config.params import in_dvc_experiment, params_overrides, write_params_if_changed
 
         conf = _conf_dir(conf_dir)
-        path = write_params(load_config(list(overrides or []), conf_dir=conf), conf.parent)
-        typer.echo(f"wrote {path}")
+        argv = list(overrides or [])
+        cfg = load_config(argv, conf_dir=conf)
+        if in_dvc_experiment():
+            extra = params_overrides(cfg, conf.parent)
+            cfg = load_config([*argv, *extra], conf_dir=conf) if extra else cfg
+            typer.echo(f"dvc exp run: kept {len(extra)} override(s) {' '.join(extra)}".rstrip())
+        path = conf.parent / "params.yaml"
+        if write_params_if_changed(cfg, conf.parent):
+            typer.echo(f"wrote {path}")
+        else:
+            typer.echo(f"{path} already matches conf/")
 
     _guard(body)
 

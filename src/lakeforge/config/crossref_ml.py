@@ -33,6 +33,15 @@ def _date(report: Report, key: str, value: Any) -> None:
             report(key, str(exc))
 
 
+def _check_dates(node: dict[str, Any], base: str, report: Report) -> None:
+    """run_date, start_date and end_date of ``node`` are ISO dates, the range in order."""
+    for key in ("run_date", "start_date", "end_date"):
+        _date(report, f"{base}{key}", node.get(key))
+    first, last = node.get("start_date"), node.get("end_date")
+    if _set(first) and _set(last) and str(first) > str(last):
+        report(f"{base}end_date", f"end_date {last} is before start_date {first}")
+
+
 def check_pipeline(cfg: dict[str, Any], report: Report) -> None:
     """The pipeline's references must all be composed, and run_date/storage must be valid."""
     pipe = cfg.get("pipeline") or {}
@@ -64,12 +73,15 @@ def check_pipeline(cfg: dict[str, Any], report: Report) -> None:
             "composed schedule",
             "this pipeline (add '- /schedule@schedule.<name>: <name>')",
         )
-    _date(report, "run_date", cfg.get("run_date"))
-    _date(report, "start_date", cfg.get("start_date"))
-    _date(report, "end_date", cfg.get("end_date"))
-    first, last = cfg.get("start_date"), cfg.get("end_date")
-    if _set(first) and _set(last) and str(first) > str(last):
-        report("end_date", f"end_date {last} is before start_date {first}")
+    _check_dates(cfg, "", report)
+    for step, node in (pipe.get("repro") or {}).items():
+        base = f"pipeline.repro.{step}"
+        if step not in STEP_JOBS:
+            report(base, f"unknown step '{step}'{did_you_mean(str(step), STEP_JOBS)} (steps: {', '.join(STEP_JOBS)})")
+        dates = node if isinstance(node, dict) else {}
+        if not _set(dates.get("run_date")) and not (_set(dates.get("start_date")) and _set(dates.get("end_date"))):
+            report(base, "give a run_date, or a start_date and an end_date")
+        _check_dates(dates, f"{base}.", report)
     _choice(report, "storage.kind", (cfg.get("storage") or {}).get("kind"), STORAGE_KINDS, "storage kind")
 
 

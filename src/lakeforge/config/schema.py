@@ -120,6 +120,15 @@ class TrackingConfig:
 
 
 @dataclass
+class StepDates:
+    """The dates one step runs for under ``dvc repro``: one ``run_date`` or a ``start_date``..``end_date`` range."""
+
+    run_date: str | None = None
+    start_date: str | None = None
+    end_date: str | None = None
+
+
+@dataclass
 class PipelineConfig:
     """One pipeline: the datasets, feature set, model, schedules and monitor it runs."""
 
@@ -130,6 +139,8 @@ class PipelineConfig:
     model: str = MISSING
     monitor: str | None = None
     schedules: list[str] = field(default_factory=list)
+    # The dates each step runs for under `dvc repro` (its jobs get ``repro=true``), keyed by step.
+    repro: dict[str, StepDates] = field(default_factory=dict)
 
 
 @dataclass
@@ -151,6 +162,8 @@ class LakeforgeConfig:
     # A date range (ISO, inclusive) for backfills: feature builds, scoring ranges.
     start_date: str | None = None
     end_date: str | None = None
+    # true: take the dates from ``pipeline.repro.<step>`` (what the stages of dvc.yaml pass).
+    repro: bool = False
     # Set by ``load_config`` to the directory holding conf/; relative paths resolve against it.
     project_root: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)

@@ -13,6 +13,42 @@ log = logging.getLogger(__name__)
 JobBody = Callable[[Any, Any, Any, Any], None]
 
 
+def compose_for_job(step: str, argv: Sequence[str], conf_dir: Any) -> Any:
+    """The job's config: conf/ with ``argv``, the experiment's overrides under ``dvc exp run``, and
+    the step's ``pipeline.repro`` dates when ``repro=true`` (what dvc.yaml's stages pass)."""
+    from omegaconf import OmegaConf
+
+    from lakeforge.config import load_config
+    from lakeforge.config.params import in_dvc_experiment, params_overrides
+    from lakeforge.errors import ConfigError
+
+    cfg = load_config(list(argv), conf_dir=conf_dir)
+    if in_dvc_experiment():
+        extra = params_overrides(cfg, conf_dir.parent)
+        if extra:
+            log.info("%s: dvc exp run overrides from params.yaml: %s", step, " ".join(extra))
+            cfg = load_config([*argv, *extra], conf_dir=conf_dir)
+    if not cfg.repro:
+        return cfg
+    given = [key for key in ("run_date", "start_date", "end_date") if cfg.get(key) is not None]
+    if given:
+        raise ConfigError(
+            f"repro=true takes the dates from pipeline.repro.{step}; drop {', '.join(given)}", key="repro"
+        )
+    dates = cfg.pipeline.repro.get(step)
+    if dates is None:
+        raise ConfigError(
+            f"repro=true, but pipeline.repro has no dates for step '{step}' "
+            f"(it has: {', '.join(cfg.pipeline.repro) or 'none'})",
+            key=f"pipeline.repro.{step}",
+        )
+    OmegaConf.set_struct(cfg, False)
+    for key in ("run_date", "start_date", "end_date"):
+        cfg[key] = dates[key]
+    OmegaConf.set_struct(cfg, True)
+    return cfg
+
+
 def run_job(step: str, body: JobBody, argv: Sequence[str]) -> int:
     """Run ``body(spark, cfg, catalog, lineage)`` with ``argv`` as Hydra overrides; return an exit code.
 
@@ -23,13 +59,13 @@ def run_job(step: str, body: JobBody, argv: Sequence[str]) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("py4j").setLevel(logging.WARNING)  # one INFO line per gateway call otherwise
     try:
-        from lakeforge.config import config_hash, find_conf_dir, load_config
+        from lakeforge.config import config_hash, find_conf_dir
         from lakeforge.lake.catalog import catalog_from_config
         from lakeforge.lake.delta import Lineage, current_git, new_job_run_id
         from lakeforge.lake.spark import get_spark
 
         conf_dir = find_conf_dir()
-        cfg = load_config(list(argv), conf_dir=conf_dir)
+        cfg = compose_for_job(step, argv, conf_dir)
         catalog = catalog_from_config(cfg.storage, conf_dir.parent)
         commit, dirty = current_git(conf_dir.parent)
         lineage = Lineage(

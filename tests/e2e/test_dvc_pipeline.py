@@ -1,0 +1,100 @@
+"""`dvc repro` runs the whole pipeline; params.yaml follows conf/ and reruns exactly the stages it affects.
+
+One small project (tests/e2e/project.py) in a temporary git repository, run with real DVC,
+Spark, Delta and MLflow. The tests run in order and each leaves the project as the next
+expects: a no-op repro, then a conf/ edit of one model parameter, then `dvc exp run -S`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import date, timedelta
+from pathlib import Path
+
+import pytest
+import yaml
+from deltalake import DeltaTable
+
+from tests.e2e.conftest import BIN
+from tests.e2e.project import SCORE_DATES, run, stages_run
+
+pytestmark = pytest.mark.slow
+DVC = str(BIN / "dvc")
+AFTER_TRAIN = ["params", "train", "evaluate", "score"]
+
+
+def _num_leaves_of_latest_version(project: Path) -> str:
+    from mlflow import MlflowClient
+
+    uri = f"sqlite:///{project / 'mlflow.db'}"
+    client = MlflowClient(uri, registry_uri=uri)
+    latest = max(client.search_model_versions("name='flight_delay'"), key=lambda v: int(v.version))
+    assert latest.run_id is not None
+    return str(client.get_run(latest.run_id).data.params["num_leaves"])
+
+
+def test_a_full_repro_runs_every_stage_and_fills_the_lake(repro_project: tuple[Path, str]) -> None:
+    project, output = repro_project
+    # extract is skipped: the project recorded its own cut of data/raw with `dvc commit`.
+    assert stages_run(output) == ["params", "ingest", "features", "train", "evaluate", "score"]
+    predictions = DeltaTable(str(project / "lake" / "predictions" / "flight_delay")).to_pyarrow_table()
+    first, last = (date.fromisoformat(d) for d in SCORE_DATES)
+    days = [str(first + timedelta(days=n)) for n in range((last - first).days + 1)]
+    assert sorted({str(d) for d in predictions.column("run_date").to_pylist()}) == days
+    score = json.loads((project / "metrics" / "score.json").read_text())
+    assert score["scored"] == predictions.num_rows == score["population"]
+    markers = {p.stem for p in (project / "lake_markers").glob("*.json")}
+    assert markers == {"ingest", "features", "train", "score"}
+    # Nothing of the lake or MLflow went into git or the DVC cache.
+    tracked = run(["git", "ls-files"], project).stdout.split()
+    assert not [name for name in tracked if name.startswith(("lake/", "lake_markers/", "mlartifacts/", "mlflow.db"))]
+
+
+def test_a_second_repro_is_a_no_op(repro_project: tuple[Path, str]) -> None:
+    project, _ = repro_project
+    lock = (project / "dvc.lock").read_text()
+    output = run([DVC, "repro"], project).stdout
+    # The params stage always runs (a second or two: it composes conf/) and finds nothing to write.
+    assert stages_run(output) == ["params"]
+    assert "already matches conf/" in output
+    for stage in ("ingest", "features", "train", "evaluate", "score"):
+        assert f"Stage '{stage}' didn't change, skipping" in output
+    assert (project / "dvc.lock").read_text() == lock
+    assert run(["git", "status", "--porcelain"], project).stdout == ""
+
+
+def test_editing_one_model_param_reruns_train_onwards_only(repro_project: tuple[Path, str]) -> None:
+    project, _ = repro_project
+    model = project / "conf" / "model" / "flight_delay.yaml"
+    text, count = re.subn(r"num_leaves: 31\b", "num_leaves: 15", model.read_text())
+    assert count == 1
+    model.write_text(text)
+    # Before the repro, `lakeforge check` names the generated file that no longer matches conf/.
+    check = run([str(BIN / "lakeforge"), "check"], project, exit_code=2)
+    assert "params.yaml: does not match conf/ (differs under: model)" in check.stderr
+
+    output = run([DVC, "repro"], project).stdout
+
+    assert stages_run(output) == AFTER_TRAIN
+    assert yaml.safe_load((project / "params.yaml").read_text())["model"]["params"]["num_leaves"] == 15
+    assert _num_leaves_of_latest_version(project) == "15"
+    run([str(BIN / "lakeforge"), "check"], project)
+    run(["git", "commit", "-q", "-am", "num_leaves 15"], project)
+
+
+def test_dvc_exp_run_set_param_reaches_the_jobs(repro_project: tuple[Path, str]) -> None:
+    project, _ = repro_project
+
+    output = run([DVC, "exp", "run", "-S", "model.params.num_leaves=63"], project).stdout
+
+    assert stages_run(output) == AFTER_TRAIN
+    assert "kept 1 override(s) model.params.num_leaves=63" in output
+    assert _num_leaves_of_latest_version(project) == "63"
+    params = (project / "params.yaml").read_text()
+    # DVC's composition resolved interpolations; the params stage wrote them back as written in conf/.
+    assert "${oc.env:LAKEFORGE_HOME,.}/mlflow.db" in params
+    assert yaml.safe_load(params)["model"]["params"]["num_leaves"] == 63
+    # The workspace now differs from conf/ until the change is written into conf/.
+    check = run([str(BIN / "lakeforge"), "check"], project, exit_code=2)
+    assert "params.yaml: does not match conf/ (differs under: model)" in check.stderr
