@@ -558,6 +558,88 @@ def vacuum(
     _guard(body)
 
 
+def _init_conf_dir(conf_dir: Path | None) -> Path:
+    """Where `init` writes: ``--conf-dir``, $LAKEFORGE_CONF, the project's conf/ found upwards, else ./conf (new)."""
+    from lakeforge.config import find_conf_dir
+    from lakeforge.config.compose import CONF_ENV
+    from lakeforge.errors import ConfigError
+
+    if conf_dir is not None:
+        return conf_dir.absolute()
+    if os.environ.get(CONF_ENV):
+        return Path(os.environ[CONF_ENV]).expanduser().absolute()
+    try:
+        return find_conf_dir()
+    except ConfigError:
+        return Path.cwd() / "conf"
+
+
+@app.command()
+def init(
+    name: Annotated[str, typer.Argument(help="The new pipeline, e.g. sales: names its conf files and tables")],
+    dataset: Annotated[
+        Path, typer.Option("--dataset", help="The CSV file to start from (types, key and time are guessed)")
+    ],
+    label: Annotated[
+        str | None, typer.Option(help="The column holding what to predict (else a placeholder to fill in)")
+    ] = None,
+    time: Annotated[
+        str | None, typer.Option("--time", help="The date/timestamp column rows happen at (default: guessed)")
+    ] = None,
+    dataset_name: Annotated[
+        str | None, typer.Option("--dataset-name", help="The dataset's name (default: the file's name)")
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace files that already exist.")] = False,
+    conf_dir: ConfDirOpt = None,
+) -> None:
+    """Scaffold a pipeline from a CSV file: dataset, features, model, schedule, monitor and pipeline YAML."""
+
+    def body() -> None:
+        from lakeforge.pipeline.scaffold import init_pipeline, next_steps
+
+        result = init_pipeline(
+            name, dataset, _init_conf_dir(conf_dir), label=label, time=time, dataset_name=dataset_name, force=force
+        )
+        root = result.conf_dir.parent
+        if result.new_project:
+            typer.echo(f"new project in {root}")
+        for path in result.written:
+            typer.echo(f"wrote {path.relative_to(root)}")
+        typer.echo("\n".join(next_steps(result)))
+
+    _guard(body)
+
+
+@app.command()
+def doctor(
+    overrides: OverridesArg = None,
+    conf_dir: ConfDirOpt = None,
+    spark_timeout: Annotated[
+        float, typer.Option("--spark-timeout", help="Seconds Spark may take to start and run a job.")
+    ] = 180.0,
+) -> None:
+    """Check Java, Spark start, the lake root, the MLflow store, DVC and Airflow's home; say what to fix."""
+
+    def show(check: Any) -> None:
+        typer.echo(f"  {'ok' if check.ok else 'PROBLEM':<8} {check.name:<8} {check.detail}")
+        if not check.ok and check.fix:
+            typer.echo(f"  {'':<8} {'':<8} fix: {check.fix}")
+
+    def body() -> None:
+        from lakeforge.pipeline.doctor import run_checks
+
+        conf = _conf_dir(conf_dir)
+        typer.echo(f"lakeforge doctor: {conf.parent}")
+        checks = run_checks(conf, list(overrides or []), spark_timeout=spark_timeout, on_check=show)
+        problems = [c.name for c in checks if not c.ok]
+        if problems:
+            _err(f"{len(problems)} problem(s) ({', '.join(problems)}): fix them, then run `lakeforge doctor` again")
+            raise typer.Exit(4)
+        typer.echo("ok: ready to run pipelines")
+
+    _guard(body)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the `lakeforge` script."""
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
