@@ -25,6 +25,7 @@ import pytest
 JDBC_JAR = Path("/usr/share/java/postgresql.jar")
 INSTALL_HINT = "run `scripts/ensure_test_deps.sh` as root (Debian: apt-get install postgresql libpostgresql-jdbc-java)"
 _SUPERUSER = "postgres"
+_START_ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
@@ -106,6 +107,29 @@ def skip_reason() -> str | None:
     return None
 
 
+def _start(bin_dir: Path, data: Path, log_file: Path, socket_dir: Path, os_user: str | None) -> int:
+    """Start the server on a free port of 127.0.0.1; return the port.
+
+    The port is free when picked but not reserved: another process (a second pytest-xdist
+    worker starting its own server, any client's ephemeral port) may take it before the
+    server binds it. Then the server log says so, and another port is tried.
+    """
+    for attempt in range(1, _START_ATTEMPTS + 1):
+        port = _free_port()
+        # Durability is pointless for a throwaway server; the speed is not.
+        opts = f"-h 127.0.0.1 -p {port} -k {socket_dir} -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+        try:
+            _run([str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(log_file), "-w", "-t", "60",
+                  "-o", opts, "start"], os_user)
+        except RuntimeError:
+            log = log_file.read_text(errors="replace") if log_file.is_file() else ""
+            if attempt == _START_ATTEMPTS or "could not bind" not in log:
+                raise
+            continue
+        return port
+    raise AssertionError("unreachable")
+
+
 @contextlib.contextmanager
 def running_postgres(
     database: str = "lakeforge_test", user: str = "lakeforge", password: str = "s3cret-Pw"
@@ -120,7 +144,7 @@ def running_postgres(
     if os_user:
         entry = pwd.getpwnam(os_user)
         os.chown(root, entry.pw_uid, entry.pw_gid)
-    data, log_file, port = root / "data", root / "server.log", _free_port()
+    data, log_file = root / "data", root / "server.log"
     pwfile = root / "superuser.pw"
     pwfile.write_text("unused-superuser-password\n")
     if os_user:
@@ -131,10 +155,7 @@ def running_postgres(
             str(bin_dir / "initdb"), "-D", str(data), "-U", _SUPERUSER, f"--pwfile={pwfile}", "-E", "UTF8",
             "--locale=C", "--auth-local=trust", "--auth-host=scram-sha-256", "--no-sync",
         ], os_user)
-        # Durability is pointless for a throwaway server; the speed is not.
-        server_opts = f"-h 127.0.0.1 -p {port} -k {root} -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
-        _run([str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(log_file), "-w", "-t", "60",
-              "-o", server_opts, "start"], os_user)
+        port = _start(bin_dir, data, log_file, root, os_user)
         started = True
         server = PostgresServer("127.0.0.1", port, database, user, password, root, bin_dir, os_user)
         server.psql(f"CREATE ROLE {user} LOGIN PASSWORD '{password}'", database="postgres")
