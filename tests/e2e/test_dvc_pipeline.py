@@ -31,7 +31,7 @@ def _num_leaves_of_latest_version(project: Path) -> str:
     client = MlflowClient(uri, registry_uri=uri)
     latest = max(client.search_model_versions("name='flight_delay'"), key=lambda v: int(v.version))
     assert latest.run_id is not None
-    return str(client.get_run(latest.run_id).data.params["num_leaves"])
+    return str(client.get_run(latest.run_id).data.params["params.num_leaves"])
 
 
 def test_a_full_repro_runs_every_stage_and_fills_the_lake(repro_project: tuple[Path, str]) -> None:
