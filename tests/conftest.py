@@ -13,6 +13,10 @@ CONF_DIR = REPO_ROOT / "conf"
 
 # Never let a test touch the user's MLflow store or bind a public interface.
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+# Test JVMs are short-lived and work on small data: the C1 compiler alone and the serial GC
+# start them faster (tests/spark/test_score_job.py + test_features_build.py: 148 s -> 124 s).
+# SPARK_SUBMIT_OPTS reaches the driver JVM of in-process sessions and of every job subprocess.
+os.environ.setdefault("SPARK_SUBMIT_OPTS", "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC")
 
 
 @pytest.fixture
