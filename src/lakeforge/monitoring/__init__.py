@@ -1,0 +1,1 @@
+"""Monitoring: drift, data quality, performance, alerts and the report (docs/monitoring.md)."""
