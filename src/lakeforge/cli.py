@@ -531,6 +531,29 @@ def profile(
 
 
 @app.command()
+def report(
+    model: Annotated[str, typer.Argument(help="The monitored model, e.g. flight_delay.")],
+    overrides: OverridesArg = None,
+    conf_dir: ConfDirOpt = None,
+    out: Annotated[Path | None, typer.Option(help="The HTML file (default reports/<model>.html).")] = None,
+) -> None:
+    """Write the monitoring report of MODEL: one self-contained HTML page (drift, scores, performance, alerts)."""
+
+    def body() -> None:
+        from lakeforge.monitoring.report import write_report
+
+        cfg, catalog = _project(overrides, conf_dir)
+        target = out or Path("reports") / f"{model}.html"
+        target = target if target.is_absolute() else Path(str(cfg.project_root)) / target
+        path, data = write_report(catalog, model, target)
+        dates = sorted({str(r["run_date"]) for r in data.signals})
+        typer.echo(f"report of {model}: {len(dates)} run date(s), {dates[0]}..{dates[-1]}")
+        typer.echo(f"  open in a browser: {path}")
+
+    _guard(body)
+
+
+@app.command()
 def vacuum(
     table: Annotated[str | None, typer.Argument(help="One table (default: every table).")] = None,
     overrides: OverridesArg = None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 from typing import Any, TypeGuard
 
@@ -16,7 +17,18 @@ from lakeforge.config.crossref import (
     feature_names,
     label_is_not_a_feature,
 )
-from lakeforge.config.schema_ml import DRIFT_METHODS, EXPORT_FORMATS, METRICS, REASON_METHODS, STEP_JOBS, STEPS
+from lakeforge.config.schema_ml import (
+    ALERT_CHANNELS,
+    DRIFT_METHOD_KINDS,
+    DRIFT_METHODS,
+    EXPORT_FORMATS,
+    METRICS,
+    MONITOR_METRICS,
+    MONITOR_SIGNALS,
+    REASON_METHODS,
+    STEP_JOBS,
+    STEPS,
+)
 from lakeforge.config.values import check_cron, check_time_of_day, parse_date, parse_duration
 from lakeforge.errors import did_you_mean
 
@@ -286,16 +298,42 @@ def check_monitor(cfg: dict[str, Any], report: Report) -> None:
     for i, name in enumerate(_list(mon.get("features"))):
         _ref(report, f"monitor.features[{i}]", name, defined, "feature", f"feature set '{fs.get('name')}'")
     ref = mon.get("reference") or {}
-    _choice(report, "monitor.reference.kind", ref.get("kind"), ("training", "window"), "reference kind")
-    if ref.get("kind") == "window" and not _set(ref.get("window")):
-        report("monitor.reference.window", "reference kind 'window' needs a window duration, e.g. 30d")
-    _duration(report, "monitor.reference.window", ref.get("window"))
+    _choice(report, "monitor.reference.kind", ref.get("kind"), ("training", "dates"), "reference kind")
+    if ref.get("kind") == "dates":
+        _reference_dates(ref, report)
     _duration(report, "monitor.current_window", mon.get("current_window"))
-    for kind, rule in (mon.get("drift") or {}).items():
-        _choice(report, f"monitor.drift.{kind}.method", rule.get("method"), DRIFT_METHODS, "drift method")
+    drift = mon.get("drift") or {}
+    for kind in ("numeric", "categorical", "prediction"):
+        rule = drift.get(kind) or {}
+        method = rule.get("method")
+        _choice(report, f"monitor.drift.{kind}.method", method, DRIFT_METHODS, "drift method")
+        applies = "numeric" if kind == "prediction" else kind
+        if method in DRIFT_METHOD_KINDS and applies not in DRIFT_METHOD_KINDS[method]:
+            fitting = [m for m, kinds in DRIFT_METHOD_KINDS.items() if applies in kinds]
+            report(
+                f"monitor.drift.{kind}.method",
+                f"'{method}' does not apply to {applies} values; use one of {', '.join(fitting)}",
+            )
         threshold = rule.get("threshold")
         if isinstance(threshold, (int, float)) and threshold <= 0:
             report(f"monitor.drift.{kind}.threshold", f"threshold must be > 0, got {threshold}")
+    for key, low in (("bins", 2), ("top_k", 1)):
+        value = drift.get(key)
+        if isinstance(value, int) and value < low:
+            report(f"monitor.drift.{key}", f"must be at least {low}, got {value}")
+    perf = mon.get("performance") or {}
+    _choice(report, "monitor.performance.metric", perf.get("metric"), MONITOR_METRICS, "monitor metric")
+    threshold = perf.get("threshold")
+    if isinstance(threshold, (int, float)) and not 0 < threshold < 1:
+        report("monitor.performance.threshold", f"must be a score strictly between 0 and 1, got {threshold}")
+    bins = perf.get("score_bins")
+    if isinstance(bins, int) and bins < 2:
+        report("monitor.performance.score_bins", f"must be at least 2, got {bins}")
+    columns = [str(k) for k in _list(fs.get("entity"))] + defined
+    for i, name in enumerate(_list(perf.get("slices"))):
+        where = f"feature set '{fs.get('name')}'"
+        _ref(report, f"monitor.performance.slices[{i}]", name, columns, "key or feature", where)
+    _check_alerts(mon.get("alerts") or {}, report)
     deadlines = mon.get("deadlines") or {}
     if _set(deadlines.get("predictions_by")):
         try:
@@ -304,6 +342,48 @@ def check_monitor(cfg: dict[str, Any], report: Report) -> None:
             report("monitor.deadlines.predictions_by", str(exc))
     for key in ("max_feature_staleness", "labels_within"):
         _duration(report, f"monitor.deadlines.{key}", deadlines.get(key))
+
+
+def _reference_dates(ref: dict[str, Any], report: Report) -> None:
+    """A fixed reference window: both dates set, ISO, in order."""
+    parsed = []
+    for key in ("start_date", "end_date"):
+        value = ref.get(key)
+        if not _set(value):
+            report(f"monitor.reference.{key}", "reference kind 'dates' needs start_date and end_date (YYYY-MM-DD)")
+            continue
+        try:
+            parsed.append(date.fromisoformat(str(value)))
+        except ValueError:
+            report(f"monitor.reference.{key}", f"'{value}' is not a date; write YYYY-MM-DD")
+    if len(parsed) == 2 and parsed[1] < parsed[0]:
+        report("monitor.reference.end_date", f"end_date {parsed[1]} is before start_date {parsed[0]}")
+
+
+def _check_alerts(alerts: Any, report: Report) -> None:
+    """Alert rules name known signals with one threshold; channels are known kinds (the monitor job
+    checks every channel option when it starts: lakeforge.monitoring.channels)."""
+    if not isinstance(alerts, dict):
+        report("monitor.alerts", "must be a mapping with rules, channels and retrain (e.g. rules: [], channels: [log])")
+        return
+    for i, rule in enumerate(_list(alerts.get("rules"))):
+        key = f"monitor.alerts.rules[{i}]"
+        if not isinstance(rule, dict):
+            report(key, "must be a mapping with name, signal and one of above, below or when_true")
+            continue
+        if not _set(rule.get("name")):
+            report(f"{key}.name", "every rule needs a name")
+        signal = rule.get("signal")
+        _choice(report, f"{key}.signal", signal, MONITOR_SIGNALS, "signal")
+        given = [k for k in ("above", "below", "when_true") if rule.get(k) not in (None, False)]
+        if len(given) != 1:
+            report(key, f"needs exactly one of above, below or when_true (got {', '.join(given) or 'none'})")
+    for i, channel in enumerate(_list(alerts.get("channels"))):
+        kind = channel if isinstance(channel, str) else channel.get("kind") if isinstance(channel, dict) else None
+        _choice(report, f"monitor.alerts.channels[{i}]", kind, ALERT_CHANNELS, "alert channel")
+    cooldown = (alerts.get("retrain") or {}).get("cooldown_days")
+    if isinstance(cooldown, int) and cooldown < 0:
+        report("monitor.alerts.retrain.cooldown_days", f"must be >= 0, got {cooldown}")
 
 
 def check_references(cfg: dict[str, Any], report: Report, project_root: Path | None = None) -> None:

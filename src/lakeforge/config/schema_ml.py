@@ -21,16 +21,40 @@ METRICS = (
     "r2",
 )
 STEPS = ("ingest", "features", "train", "evaluate", "score", "monitor", "report")
-# The job script each step runs (relative to the project root); monitor and report have none yet.
+# The job script each step runs (relative to the project root); the report has none (it reads tables only).
 STEP_JOBS = {
     "ingest": "jobs/ingest.py",
     "features": "jobs/build_features.py",
     "train": "jobs/train.py",
     "evaluate": "jobs/evaluate.py",
     "score": "jobs/score.py",
+    "monitor": "jobs/monitor.py",
 }
 CRON_PRESETS = ("@once", "@hourly", "@daily", "@weekly", "@monthly", "@yearly")
-DRIFT_METHODS = ("psi", "ks", "wasserstein", "chi2", "jsd")
+# The drift methods (lakeforge.monitoring.stats.DRIFT_METHODS) and the feature kinds each applies to.
+DRIFT_METHOD_KINDS = {
+    "psi": ("numeric", "categorical"),
+    "ks": ("numeric",),
+    "wasserstein": ("numeric",),
+    "jensenshannon": ("categorical",),
+    "chi2": ("categorical",),
+}
+DRIFT_METHODS = tuple(DRIFT_METHOD_KINDS)
+# Performance metrics the monitor computes from binned scores once labels arrive.
+MONITOR_METRICS = ("roc_auc", "log_loss", "precision", "recall", "ece", "positive_rate")
+# The signals a monitor run computes per run date: what alert rules can watch.
+MONITOR_SIGNALS = (
+    "drift_share",  # share of the monitored features that drifted
+    "drifted_features",  # how many drifted
+    "prediction_drift",  # the serving alias's score drift (drift.prediction.method)
+    "volume_ratio",  # rows of the run date's features / the reference's rows per day
+    "null_share_increase",  # largest rise of a feature's null share over the reference
+    "missing_share",  # share of the population without a prediction
+    "predictions_missing",  # true when the run date has no served prediction
+    "predictions_late",  # true when they came after deadlines.predictions_by (unknown in replays)
+    *(f"performance.{m}" for m in MONITOR_METRICS),  # on run_date - labels_within, serving alias
+)
+ALERT_CHANNELS = ("log", "file", "webhook", "email")
 REASON_METHODS = ("auto", "path", "treeshap", "occlusion", "none")
 EXPORT_FORMATS = ("parquet", "csv", "jdbc")
 
@@ -202,7 +226,7 @@ class ScheduleConfig:
 
 @dataclass
 class DriftRule:
-    """How drift is measured for one feature kind, and when it alerts."""
+    """How drift is measured for one feature kind (or the scores), and the threshold that calls it drift."""
 
     method: str = MISSING
     threshold: float = MISSING
@@ -210,40 +234,64 @@ class DriftRule:
 
 @dataclass
 class DriftConfig:
-    """Drift rules per feature kind."""
+    """Drift rules per feature kind, for the scores, and the bins of numeric features."""
 
     numeric: DriftRule = field(default_factory=lambda: DriftRule(method="psi", threshold=0.2))
     categorical: DriftRule = field(default_factory=lambda: DriftRule(method="chi2", threshold=0.05))
+    prediction: DriftRule = field(default_factory=lambda: DriftRule(method="psi", threshold=0.2))
+    bins: int = 20  # equal-width bins between the reference's 0.5% and 99.5% quantiles
+    top_k: int = 20  # categories kept per categorical feature; the rest are __other__
 
 
 @dataclass
 class ReferenceConfig:
-    """What current data is compared with: the training set, or a trailing window."""
+    """What current data is compared with: the served model's training window, or fixed dates."""
 
-    kind: str = "training"  # training | window
-    window: str | None = None  # for kind=window, e.g. 30d
+    kind: str = "training"  # training | dates
+    start_date: str | None = None  # for kind=dates, YYYY-MM-DD (inclusive)
+    end_date: str | None = None
 
 
 @dataclass
 class PerformanceConfig:
-    """Model quality on labelled predictions, once the labels arrive."""
+    """Model quality on the served predictions (and the shadows'), once the labels arrive."""
 
-    metric: str = "roc_auc"
-    min_value: float | None = None
+    metric: str = "roc_auc"  # the headline metric of the report
+    threshold: float = 0.5  # score above which a row counts as predicted positive (precision/recall)
+    slices: list[str] = field(default_factory=list)  # feature columns to break metrics down by
+    score_bins: int = 100
 
 
 @dataclass
 class DeadlineConfig:
-    """When outputs must exist; a miss alerts."""
+    """When outputs must exist; a miss is a signal the alert rules can use."""
 
     predictions_by: str | None = None  # HH:MM UTC on the day after run_date
     max_feature_staleness: str = "1d"
-    labels_within: str = "2d"
+    labels_within: str = "2d"  # label delay: performance on run_date is measured for run_date - this
+
+
+@dataclass
+class RetrainPolicy:
+    """How alerts of rules marked ``retrain: true`` become retrain requests."""
+
+    cooldown_days: int = 7  # no new request within this many days of the last one
+
+
+@dataclass
+class AlertsConfig:
+    """Alert rules over the monitor's signals, the channels they notify, and the retrain policy."""
+
+    # Each: {name, signal, above | below | when_true, n_of, last, severity, retrain}
+    rules: list[Any] = field(default_factory=list)
+    # Each: log, or {kind: log | file | webhook | email, ...}
+    channels: list[Any] = field(default_factory=lambda: ["log"])
+    retrain: RetrainPolicy = field(default_factory=RetrainPolicy)
 
 
 @dataclass
 class MonitorConfig:
-    """Monitoring of one model: drift, performance, deadlines and alerts."""
+    """Monitoring of one model: drift, data quality, performance, deadlines and alerts."""
 
     name: str = MISSING
     model: str = MISSING
@@ -253,5 +301,4 @@ class MonitorConfig:
     drift: DriftConfig = field(default_factory=DriftConfig)
     performance: PerformanceConfig = field(default_factory=PerformanceConfig)
     deadlines: DeadlineConfig = field(default_factory=DeadlineConfig)
-    alerts: list[str] = field(default_factory=lambda: ["log"])
-    retrain_on_drift: bool = False
+    alerts: AlertsConfig = field(default_factory=AlertsConfig)

@@ -167,10 +167,46 @@ def score_step(spark: Any, cfg: Any, catalog: Any, lineage: Any) -> None:
     log.info("score: wrote %s and %s", marker, metrics)
 
 
+def monitor_step(spark: Any, cfg: Any, catalog: Any, lineage: Any) -> None:
+    """Monitor run_date (or start_date..end_date): drift, data quality, performance, alerts, retrain requests."""
+    from lakeforge.monitoring.job import monitor
+
+    result = monitor(spark, cfg, catalog, lineage)
+    print(result.describe())
+    last = result.days[-1].signals if result.days else {}
+    marker = write_marker(
+        cfg,
+        "monitor",
+        {
+            result.monitor: {
+                "model": result.model,
+                "start": result.start.isoformat(),
+                "end": result.end.isoformat(),
+                "tables": result.versions,
+                "retrain_requests": [d.isoformat() for d in result.retrain_requests],
+            }
+        },
+    )
+    opened = [e for d in result.days for e in d.events if e.status == "opened"]
+    _write_json(
+        Path(str(cfg.project_root)) / "metrics" / "monitor.json",
+        {
+            "monitor": result.monitor,
+            "run_dates": len(result.days),
+            "last_run_date": result.end.isoformat(),
+            "last": {k: v for k, v in last.items() if v is not None and not isinstance(v, bool)},
+            "alerts_opened": len(opened),
+            "retrain_requests": len(result.retrain_requests),
+        },
+    )
+    log.info("monitor: wrote %s", marker)
+
+
 STEPS: dict[str, Callable[[Any, Any, Any, Any], None]] = {
     "ingest": ingest_step,
     "features": features_step,
     "train": train_step,
     "evaluate": evaluate_step,
     "score": score_step,
+    "monitor": monitor_step,
 }

@@ -15,6 +15,8 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from lakeforge.config.params import render_params
 from lakeforge.errors import ConfigError
 from lakeforge.features.build import RawTables, spec_from_config
@@ -41,6 +43,9 @@ log = logging.getLogger(__name__)
 CHALLENGER = "challenger"
 COMPOSED_CONFIG = "config/composed.yaml"  # the run's artifact holding its composed config
 BASELINE_TAG = "lakeforge.baseline_model_uri"
+# The test split's score histogram (20 equal bins on [0, 1]): monitoring's prediction-drift reference.
+SCORE_REFERENCE = "monitoring/score_reference.json"
+SCORE_REFERENCE_BINS = 20
 
 
 @dataclass(frozen=True)
@@ -215,6 +220,12 @@ def fit_and_log(
         mlflow.log_metrics(_prefixed(slice_metrics(test, label, test_scores, columns, metric_names), "test."))
         curves = None
         if task == "classification":
+            # The monitor's reference for prediction drift (lakeforge.monitoring.reference).
+            counts, _ = np.histogram(np.clip(test_scores, 0.0, 1.0), bins=SCORE_REFERENCE_BINS, range=(0.0, 1.0))
+            mlflow.log_dict(
+                {"split": "test", "rows": len(test_scores), "bins": SCORE_REFERENCE_BINS, "counts": counts.tolist()},
+                SCORE_REFERENCE,
+            )
             curves = curve_points(test[label].to_numpy(), test_scores)
             for name, figure in classifier_plots(test[label].to_numpy(), test_scores, "test").items():
                 mlflow.log_figure(figure, f"plots/test/{name}.png")
