@@ -15,9 +15,7 @@ from lakeforge.config.locate import Locator
 from lakeforge.errors import ConfigError
 
 _SECRET_KEY = re.compile(r"(password|passwd|secret|token|api_key|access_key)", re.I)
-_SECRET_IN_TEXT = re.compile(
-    r"(password|pwd|secret|token)=(?!\$\{)[^;&\s]+|://[^/:@\s]+:(?!\$\{)[^@/\s]+@", re.I
-)
+_SECRET_IN_TEXT = re.compile(r"(password|pwd|secret|token)=(?!\$\{)[^;&\s]+|://[^/:@\s]+:(?!\$\{)[^@/\s]+@", re.I)
 _ENV_ONLY = re.compile(r"^\$\{oc\.env:[^}]+\}$")
 _SCALARS = {str, int, float, bool}
 

@@ -65,9 +65,7 @@ def _locator(conf_dir: Path, overrides: Sequence[str]) -> Locator:
     return loc
 
 
-def _compose(
-    conf_dir: Path, overrides: Sequence[str]
-) -> tuple[DictConfig | None, Locator, list[ConfigError]]:
+def _compose(conf_dir: Path, overrides: Sequence[str]) -> tuple[DictConfig | None, Locator, list[ConfigError]]:
     """Compose once; returns the config (None on failure), the locator and every problem found."""
     register_schemas()
     GlobalHydra.instance().clear()  # a stale Hydra (e.g. a failed earlier compose) must not leak in
@@ -170,9 +168,7 @@ def pipeline_names(conf_dir: Path) -> list[str]:
     return sorted(p.stem for p in (conf_dir / "pipeline").glob("*.yaml"))
 
 
-def check_all(
-    overrides: Sequence[str] = (), conf_dir: Path | None = None
-) -> tuple[list[str], list[ConfigError]]:
+def check_all(overrides: Sequence[str] = (), conf_dir: Path | None = None) -> tuple[list[str], list[ConfigError]]:
     """Compose every pipeline in conf/pipeline/ and collect all problems (never raises for them)."""
     conf = Path(conf_dir) if conf_dir else find_conf_dir()
     names = pipeline_names(conf)

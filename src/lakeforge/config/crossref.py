@@ -39,9 +39,7 @@ def _set(value: Any) -> bool:
 def _choice(report: Report, key: str, value: Any, allowed: tuple[str, ...] | list[str], what: str) -> None:
     """Report a value not among ``allowed``."""
     if _set(value) and value not in allowed:
-        report(
-            key, f"unknown {what} '{value}'{did_you_mean(str(value), allowed)}; allowed: {', '.join(allowed)}"
-        )
+        report(key, f"unknown {what} '{value}'{did_you_mean(str(value), allowed)}; allowed: {', '.join(allowed)}")
 
 
 def _list(value: Any) -> list[Any]:
@@ -61,15 +59,12 @@ def _ref(report: Report, key: str, name: Any, known: list[str], what: str, where
         return _set(name)
     report(
         key,
-        f"'{name}' is not a {what} of {where}{did_you_mean(str(name), known)} "
-        f"(known: {_short(known) or 'none'})",
+        f"'{name}' is not a {what} of {where}{did_you_mean(str(name), known)} (known: {_short(known) or 'none'})",
     )
     return False
 
 
-def _duration(
-    report: Report, key: str, value: Any, *, positive: bool = True, signed: bool = False
-) -> int | None:
+def _duration(report: Report, key: str, value: Any, *, positive: bool = True, signed: bool = False) -> int | None:
     """Parse a duration, reporting a bad one; returns seconds."""
     if not _set(value):
         return None
@@ -206,9 +201,7 @@ def _check_timezone(report: Report, key: str, value: Any) -> None:
         )
 
 
-def _check_joins(
-    cfg: dict[str, Any], fs: dict[str, Any], spine_cols: list[str] | None, report: Report
-) -> None:
+def _check_joins(cfg: dict[str, Any], fs: dict[str, Any], spine_cols: list[str] | None, report: Report) -> None:
     """As-of and static joins: datasets, keys, time column, columns, lag, max age, missing-row policy."""
     for kind in ("asof_joins", "static_joins"):
         for i, join in enumerate(_list(fs.get(kind))):

@@ -192,9 +192,7 @@ def translate(exc: BaseException, loc: Locator, overrides: Sequence[str] = ()) -
         ctext = str(cause)
         key_m, obj_m = _FULL_KEY.search(ctext), _OBJECT_TYPE.search(ctext)
         key = key_m["key"] if key_m else ""
-        problem = _omegaconf_problem(
-            type(cause).__name__, ctext, key.rsplit(".", 1)[-1], obj_m["obj"] if obj_m else ""
-        )
+        problem = _omegaconf_problem(type(cause).__name__, ctext, key.rsplit(".", 1)[-1], obj_m["obj"] if obj_m else "")
         if blamed:
             return ConfigError(problem, key=f"override '{blamed}': {key}")
         return ConfigError(problem, file=loc.display(loc.primary), key=key)

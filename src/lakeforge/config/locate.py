@@ -42,9 +42,7 @@ class Locator:
 
     def has_package(self, key: str) -> bool:
         """True when some composed file sets ``key`` or a parent of it."""
-        return any(
-            package and (key == package or key.startswith(package + ".")) for package, _ in self.sources
-        )
+        return any(package and (key == package or key.startswith(package + ".")) for package, _ in self.sources)
 
     def options(self, group: str) -> list[str]:
         """The YAML options of a config group (``schema`` excluded)."""

@@ -107,8 +107,7 @@ def _scan_file(path: Path, rel: str, scan: TransformScan) -> None:
             if name in scan.declared:
                 scan.problems.append(
                     ConfigError(
-                        f"transform '{name}' is declared twice: at {scan.declared[name]} and {here}; "
-                        "rename one",
+                        f"transform '{name}' is declared twice: at {scan.declared[name]} and {here}; rename one",
                         file=rel,
                         key=_where(deco),
                     )

@@ -4,7 +4,7 @@ the feature statistics of the build (``features.<feature_set>__stats``) for moni
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from pathlib import Path
@@ -16,7 +16,7 @@ from lakeforge.features.spec import FeatureSetSpec, feature_set_spec
 from lakeforge.features.stats import feature_stats, write_stats
 from lakeforge.lake.catalog import Catalog
 from lakeforge.lake.delta import Lineage, read_table, write_table
-from lakeforge.lake.delta_common import open_table
+from lakeforge.lake.delta_common import open_table, snapshot_files
 
 log = logging.getLogger(__name__)
 
@@ -131,3 +131,33 @@ def build_features(
         lineage=replace(lineage, inputs={table: result.version}),
     )
     return FeatureBuild(spec.name, table, result.version, result.rows, start, end, stats_table, len(stats))
+
+
+def missing_dates(catalog: Catalog, table: str, days: Sequence[date]) -> list[date]:
+    """The event dates of ``days`` the feature table holds no file for."""
+    if not catalog.exists(table):
+        return list(days)
+    present = {e.partition_values.get(EVENT_DATE) for e in snapshot_files(open_table(catalog, catalog.require(table)))}
+    return [d for d in days if d.isoformat() not in present]
+
+
+def ensure_features(
+    spark: Any, cfg: Any, catalog: Catalog, lineage: Lineage, spec: FeatureSetSpec, days: Sequence[date]
+) -> int:
+    """The feature table's version holding every date of ``days``, building the dates it lacks first
+    (scoring and monitoring read features through this, so they never read a half-built table)."""
+    table = f"features.{spec.name}"
+    missing = missing_dates(catalog, table, days)
+    if missing:
+        log.info(
+            "%s: %s lacks %d of the %d dates; building %s..%s",
+            lineage.step or "job",
+            table,
+            len(missing),
+            len(days),
+            missing[0],
+            missing[-1],
+        )
+        built = build_features(spark, cfg, catalog, replace(lineage, step="features"), missing[0], missing[-1])
+        return built.version
+    return int(open_table(catalog, catalog.require(table)).version())

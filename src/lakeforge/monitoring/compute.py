@@ -157,6 +157,15 @@ def labelled_counts(
         (known_at <= known_by[F.to_date(t)]).alias("_known"),
     )
     preds = predictions.where(F.col(RUN_DATE).isin(days))
+    from_features = [c for c in slices if c not in preds.columns]
+    if from_features:  # slice by a feature: its value from the feature table, by key and date
+        table = f"features.{spec.name}"
+        feats = read_table(spark, catalog, table, partitions=_in_dates("event_date", days)).select(
+            *[F.col(f"`{k}`") for k in spec.entity],
+            F.col("event_date").alias(RUN_DATE),
+            *[F.col(f"`{c}`") for c in from_features],
+        )
+        preds = preds.join(feats, on=[*spec.entity, RUN_DATE], how="left")
     on = [preds[f"`{k}`"] == labels[f"_k{i}"] for i, k in enumerate(spec.entity)]
     joined = preds.join(labels, on=[*on, preds[RUN_DATE] == labels["_d"]], how="inner")
     known = joined.where(F.col("_known") & F.col("_y").isNotNull())

@@ -23,7 +23,7 @@ import json
 import logging
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
@@ -33,7 +33,7 @@ import numpy as np
 from lakeforge.config.schema_ml import MONITOR_SIGNALS
 from lakeforge.config.values import parse_duration
 from lakeforge.errors import ConfigError
-from lakeforge.features.build import date_range, spec_from_config
+from lakeforge.features.build import date_range, ensure_features, spec_from_config
 from lakeforge.lake.catalog import Catalog
 from lakeforge.lake.delta import Lineage, read_table
 from lakeforge.monitoring import compute, tables
@@ -116,6 +116,11 @@ def _finite(value: Any) -> float | None:
 
 def _days(start: date, end: date) -> list[date]:
     return [start + timedelta(days=i) for i in range((end - start).days + 1)]
+
+
+def _serving(cfg: Any) -> str:
+    """The alias whose predictions are served (``model.scoring.alias``, ``champion`` by default)."""
+    return str((cfg.model.get("scoring") or {}).get("alias") or "champion")
 
 
 def _features(cfg: Any, spec: Any) -> list[str]:
@@ -223,9 +228,13 @@ def monitor(spark: Any, cfg: Any, catalog: Catalog, lineage: Lineage, *, replay:
     """
     from omegaconf import OmegaConf
 
-    mon = cfg.get("monitor")
-    if mon is None:
+    from lakeforge.config.schema_ml import MonitorConfig
+
+    if cfg.get("monitor") is None:
         raise ConfigError("no monitor is composed; add one to the pipeline (conf/monitor/*.yaml)", key="monitor")
+    cfg = cfg.copy()
+    cfg.monitor = OmegaConf.merge(OmegaConf.structured(MonitorConfig), cfg.monitor)  # defaults for what is unset
+    mon = cfg.monitor
     name, model = str(mon.name), str(mon.model)
     file = MONITOR_FILE.format(name=name)
     if model != str(cfg.model.name):
@@ -244,7 +253,7 @@ def monitor(spark: Any, cfg: Any, catalog: Catalog, lineage: Lineage, *, replay:
     features = _features(cfg, spec)
     feature_table = f"features.{spec.name}"
     predictions_table = f"predictions.{model}"
-    serving = str(cfg.model.scoring.alias)
+    serving = _serving(cfg)
     delay = _label_delay_days(cfg)
     label_dates = {d - timedelta(days=delay): d for d in days}
 
@@ -261,6 +270,7 @@ def monitor(spark: Any, cfg: Any, catalog: Catalog, lineage: Lineage, *, replay:
     for ref_days in by_ref.values():
         ref = references[ref_days[0]]
         first = min(ref_days) - timedelta(days=window - 1)
+        ensure_features(spark, cfg, catalog, lineage, spec, _days(first, max(ref_days)))
         frame = feature_rows(spark, catalog, feature_table, first, max(ref_days))
         frame = frame.select("event_date", *[f"`{f}`" for f in features])
         counted = count_bins(frame, ref.bins, ["event_date"])
@@ -467,7 +477,7 @@ def _prediction_rows(
     now: datetime,
 ) -> None:
     rule = cfg.monitor.drift.prediction
-    serving = str(cfg.model.scoring.alias)
+    serving = _serving(cfg)
     bins = score_bins()
     centres = (np.asarray(bins.edges[:-1]) + np.asarray(bins.edges[1:])) / 2
     threshold_score = float(cfg.monitor.performance.threshold)
@@ -667,6 +677,7 @@ def _alerts(
     cooldown = int(cfg.monitor.alerts.retrain.cooldown_days)
     project_root = Path(str(cfg.project_root))
     ordered = sorted(history.items())
+    retrains = {rule.name: rule.retrain for rule in rules}
     for r in results:
         events = evaluate(rules, ordered, r.run_date, known)
         r.events = events
@@ -695,7 +706,10 @@ def _alerts(
                     "computed_at": now,
                 }
             )
-        request = retrain_request(events, last_request, cooldown)
+        # A request belongs to the date its episode opened on, notified or not: a re-run recomputes the
+        # same request (its partition is replaced), so none is lost and none is doubled.
+        asking = [replace(e, retrain=True) for e in events if e.status == "opened" and retrains.get(e.rule)]
+        request = retrain_request(asking, last_request, cooldown)
         if request is not None:
             r.retrain = True
             last_request = request.run_date

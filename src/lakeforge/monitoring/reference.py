@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from lakeforge.errors import ConfigError, FeatureError
+from lakeforge.features.build import ensure_features, spec_from_config
 from lakeforge.lake.catalog import Catalog
 from lakeforge.lake.delta import Lineage, read_table, write_table
 from lakeforge.monitoring.binning import Counts, FeatureBins, count_bins, feature_kinds, reference_bins
@@ -217,7 +218,9 @@ def training_reference(
     start, end = parse_window(window)
     scores, note = _score_reference_from_run(run_id)
     description = f"training window of {model} v{version} ({start}..{end}), test-split scores"
-    ref = _build(spark, catalog, cfg, features, feature_table, reference_id, description, start, end, scores, note)
+    ref = _build(
+        spark, catalog, cfg, features, feature_table, reference_id, description, start, end, scores, note, lineage
+    )
     _save(spark, catalog, monitor, ref, lineage)
     return ref
 
@@ -251,7 +254,9 @@ def dates_reference(
     if scores is None or scores.sum() == 0:
         scores, note = None, f"no served predictions in {predictions} for {start}..{end}"
     description = f"dates {start}..{end}"
-    ref = _build(spark, catalog, cfg, features, feature_table, reference_id, description, start, end, scores, note)
+    ref = _build(
+        spark, catalog, cfg, features, feature_table, reference_id, description, start, end, scores, note, lineage
+    )
     _save(spark, catalog, monitor, ref, lineage)
     return ref
 
@@ -268,7 +273,11 @@ def _build(
     end: date,
     scores: np.ndarray | None,
     note: str | None,
+    lineage: Lineage | None,
 ) -> Reference:
+    spec = spec_from_config(cfg, feature_table.split(".", 1)[1])
+    dates = [start + timedelta(days=i) for i in range((end - start).days + 1)]
+    ensure_features(spark, cfg, catalog, lineage or Lineage(f"monitor-{reference_id}", step="monitor"), spec, dates)
     frame = feature_rows(spark, catalog, feature_table, start, end).select(*[f"`{f}`" for f in features])
     kinds = feature_kinds(frame, features)
     drift = cfg.monitor.drift

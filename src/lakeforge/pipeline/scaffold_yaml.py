@@ -276,8 +276,13 @@ def monitor_yaml(plan: Plan) -> str:
                 f"name: {plan.name}",
                 f"model: {plan.name}",
                 "reference: {kind: training}",
-                "current_window: 1d",
-                "alerts: [log]",
+                "current_window: 7d",
+                "alerts:",
+                "  # Signals: drift_share, prediction_drift, missing_share, predictions_missing, performance.roc_auc …",
+                "  rules:",
+                "    - {name: feature_drift, signal: drift_share, above: 0.3, n_of: 3, last: 5}",
+                "    - {name: predictions_missing, signal: predictions_missing, when_true: true, severity: critical}",
+                "  channels: [log]",
             ]
         )
         + "\n"

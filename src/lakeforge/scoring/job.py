@@ -29,11 +29,11 @@ from pathlib import Path
 from typing import Any
 
 from lakeforge.errors import FeatureError, TableError
-from lakeforge.features.build import build_features, date_range, spec_from_config
+from lakeforge.features.build import date_range, ensure_features, spec_from_config
 from lakeforge.features.compute import EVENT_DATE
 from lakeforge.lake.catalog import Catalog
 from lakeforge.lake.delta import Lineage, data_files, read_table, write_staged, write_table
-from lakeforge.lake.delta_common import delta_schema_from_spark, open_table, snapshot_files
+from lakeforge.lake.delta_common import delta_schema_from_spark
 from lakeforge.scoring.coverage import (
     RUN_DATE,
     DayCount,
@@ -102,32 +102,6 @@ def _aliases(scoring: Any) -> list[tuple[str, str]]:
         roles.append((str(canary.alias), f"canary {float(canary.fraction):.0%}"))
     roles += [(str(a), "shadow") for a in scoring.get("shadow") or [] if str(a) not in {r[0] for r in roles}]
     return roles
-
-
-def _missing_dates(catalog: Catalog, table: str, days: Sequence[date]) -> list[date]:
-    """The run dates the feature table holds no file for."""
-    if not catalog.exists(table):
-        return list(days)
-    present = {e.partition_values.get(EVENT_DATE) for e in snapshot_files(open_table(catalog, catalog.require(table)))}
-    return [d for d in days if d.isoformat() not in present]
-
-
-def _features_for(spark: Any, cfg: Any, catalog: Catalog, lineage: Lineage, spec: Any, days: list[date]) -> int:
-    """The feature table's version holding every date of ``days``, building the dates it lacks."""
-    table = f"features.{spec.name}"
-    missing = _missing_dates(catalog, table, days)
-    if missing:
-        log.info(
-            "score: %s lacks %d of the %d dates; building %s..%s",
-            table,
-            len(missing),
-            len(days),
-            missing[0],
-            missing[-1],
-        )
-        built = build_features(spark, cfg, catalog, replace(lineage, step="features"), missing[0], missing[-1])
-        return built.version
-    return int(open_table(catalog, catalog.require(table)).version())
 
 
 def _unique_spine(cfg: Any, spec: Any, keys: Sequence[str]) -> bool:
@@ -275,7 +249,7 @@ def score(spark: Any, cfg: Any, catalog: Catalog, lineage: Lineage) -> ScoreResu
     models = {alias: load_model(client, str(model_cfg.name), alias, str(model_cfg.task)) for alias, _ in roles}
     log.info("score: models %s", ", ".join(f"{a}={m.uri}" for a, m in models.items()))
     feature_table = f"features.{spec.name}"
-    version = _features_for(spark, cfg, catalog, lineage, spec, days)
+    version = ensure_features(spark, cfg, catalog, lineage, spec, days)
     first, last = start.isoformat(), end.isoformat()
 
     def in_range(partition: Mapping[str, str | None]) -> bool:

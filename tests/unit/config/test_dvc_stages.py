@@ -18,7 +18,6 @@ from tests.unit.config.conftest import REPO_ROOT
 NOT_RESULTS = {
     "spark": "how Spark runs, not what it computes",
     "schedule": "when Airflow runs the steps",
-    "monitor": "monitoring has no stage yet (issue 8)",
     "pipeline.name": "a label",
     "pipeline.description": "a label",
     "pipeline.model": "checked to equal model.name",

@@ -255,8 +255,8 @@ CASES: dict[str, Case] = {
     ),
     "unknown step": Case(
         S,
-        "features, score]",
-        "features, scor]",
+        "features, score, monitor]",
+        "features, scor, monitor]",
         (),
         (
             f"{CS}schedule.daily_score.steps[2]: unknown step 'scor' (did you mean 'score'?); allowed: ingest, features,",
@@ -264,10 +264,10 @@ CASES: dict[str, Case] = {
     ),
     "step without a job": Case(
         S,
-        "features, score]",
         "features, score, monitor]",
+        "features, score, monitor, report]",
         (),
-        (f"{CS}schedule.daily_score.steps[3]: step 'monitor' has no job to run yet (jobs: ingest, features,",),
+        (f"{CS}schedule.daily_score.steps[4]: step 'report' has no job to run yet (jobs: ingest, features,",),
     ),
     "duplicate feature name": Case(
         F,
@@ -348,6 +348,23 @@ CASES: dict[str, Case] = {
         '"7am"',
         (),
         ("conf/monitor/flight_delay.yaml: monitor.deadlines.predictions_by: '7am' is not a time of day",),
+    ),
+    "unknown alert signal": Case(
+        "monitor/flight_delay.yaml",
+        "signal: drift_share,",
+        "signal: drift_shar,",
+        (),
+        (
+            "conf/monitor/flight_delay.yaml: monitor.alerts.rules[0].signal: unknown signal 'drift_shar' "
+            "(did you mean 'drift_share'",
+        ),
+    ),
+    "drift method for the wrong kind": Case(
+        "monitor/flight_delay.yaml",
+        "categorical: {method: jensenshannon",
+        "categorical: {method: ks",
+        (),
+        ("conf/monitor/flight_delay.yaml: monitor.drift.categorical.method: 'ks' does not apply to categorical values",),
     ),
     "bad override syntax": Case(
         None,
