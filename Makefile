@@ -66,7 +66,8 @@ demo: setup
 	@# into data/raw (DVC-tracked), every dataset into raw.* with bad rows in quarantine.*, the
 	@# point-in-time features.flight_delay for all of 2013, the flight-delay model trained on
 	@# Jan-Aug 2013 (MLflow in mlflow.db, alias challenger), the promotion gate (alias champion),
-	@# and every day from 16 October to 31 December 2013 scored into predictions.flight_delay.
+	@# every day from 16 October to 31 December 2013 scored into predictions.flight_delay, then
+	@# monitored (monitoring.*) and reported in reports/flight_delay.html.
 	@start=$$(date +%s); $(BIN)/dvc repro || exit $$?; \
 		echo "demo: the pipeline took $$(( $$(date +%s) - start )) s"
 	@# Nothing changed: the second repro only regenerates params.yaml (a no-op) and skips every stage.
@@ -80,6 +81,8 @@ demo: setup
 	@echo
 	@echo "Next (from this directory; add .venv/bin to PATH or prefix the commands with .venv/bin/):"
 	@echo "  lakeforge sql \"SELECT run_date, count(*), avg(score) FROM predictions.flight_delay GROUP BY ALL ORDER BY 1\""
+	@echo "  open reports/flight_delay.html                            the monitoring report (drift, scores, AUC, alerts)"
+	@echo "  lakeforge sql \"SELECT run_date, roc_auc FROM monitoring.performance WHERE slice = 'all' ORDER BY 1\""
 	@echo "  lakeforge lineage predictions.flight_delay --where \"carrier = 'AA' AND flight = 1545\"   where a prediction came from"
 	@echo "  dvc exp run -S model.params.num_leaves=63                 an experiment: train onwards rerun"
 	@echo "  dvc metrics diff                                          the experiment against the last commit"

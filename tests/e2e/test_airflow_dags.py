@@ -52,7 +52,8 @@ seconds = time.perf_counter() - started
 dags = {
     dag_id: {
         "tasks": [t.task_id for t in dag.topological_sort()],
-        "args": [t.application_args for t in dag.tasks],
+        "args": [getattr(t, "application_args", None) for t in dag.topological_sort()],
+        "outlets": {t.task_id: [a.uri for a in t.outlets] for t in dag.tasks if t.outlets},
         "retries": dag.tasks[0].retries,
         "owner": dag.tasks[0].owner,
         "timeout": dag.tasks[0].execution_timeout.total_seconds(),
@@ -81,7 +82,9 @@ def test_a_dag_per_schedule_parsed_without_spark_mlflow_or_hydra(tmp_path: Path)
     dags = parsed["dags"]
     assert isinstance(dags, dict) and sorted(dags) == ["flight_delay__daily_score", "flight_delay__weekly_train"]
     daily, weekly = dags["flight_delay__daily_score"], dags["flight_delay__weekly_train"]
-    assert daily["tasks"] == ["ingest", "features", "score"]
+    assert daily["tasks"] == ["ingest", "features", "score", "monitor", "retrain_request"]
+    # The monitor's retrain request becomes the asset event that starts training.
+    assert daily["outlets"] == {"retrain_request": ["lakeforge://flight_delay/retrain"]}
     assert daily["args"][0] == ["run_date={{ ds }}", "pipeline=flight_delay"]
     assert (daily["retries"], daily["owner"], daily["timeout"]) == (2, "lakeforge", 7200.0)
     assert daily["tags"] == ["flight_delay", "score"]
@@ -137,3 +140,46 @@ except AirflowException as exc:
     assert outcome[0].startswith(expected), outcome[0]
     if retried is False:
         assert outcome[0].startswith(f"OUTCOME fail exit code {exit_code}: not a transient error, not retried.")
+
+
+def test_a_retrain_request_of_the_monitor_becomes_the_asset_event(tmp_path: Path) -> None:
+    """``retrain_request`` succeeds (Airflow then emits its outlet, the retrain asset) on a date the
+    monitor recorded a request for, and skips (no event) on any other date."""
+    from datetime import date, datetime
+
+    import pyarrow as pa
+    from deltalake import write_deltalake
+
+    from lakeforge.lake.catalog import Catalog
+
+    project = _project(tmp_path)
+    rows = {
+        "monitor": ["flight_delay"],
+        "model": ["flight_delay"],
+        "run_date": [date(2013, 11, 2)],
+        "rules": [["auc_floor"]],
+        "episode_ids": [["auc_floor:2013-11-02"]],
+        "reason": ["auc_floor: performance.roc_auc 0.61 < 0.65"],
+        "replay": [False],
+        "requested_at": [datetime(2013, 11, 3, 6, 30)],
+    }
+    uri = Catalog(project / "lake").table_uri("monitoring.retrain_requests")
+    write_deltalake(uri, pa.table(rows), partition_by=["run_date", "monitor"])
+    code = f"""
+from airflow.sdk.exceptions import AirflowSkipException
+from lakeforge.pipeline.dags import RetrainRequestOperator, retrain_asset
+op = RetrainRequestOperator(task_id="retrain_request", project={str(project)!r}, pipeline="flight_delay",
+                            outlets=[retrain_asset("flight_delay")])
+for ds in ("2013-11-02", "2013-11-03"):
+    try:
+        print("OUTCOME", ds, "ok", op.execute({{"ds": ds}}))
+    except AirflowSkipException as exc:
+        print("OUTCOME", ds, "skipped", exc)
+"""
+    proc = subprocess.run(
+        [sys.executable, "-c", code], env=_env(tmp_path, project), capture_output=True, text=True, timeout=120
+    )
+    outcome = [line for line in proc.stdout.splitlines() if line.startswith("OUTCOME")]
+    assert len(outcome) == 2, proc.stdout[-2000:] + proc.stderr[-3000:]
+    assert outcome[0].startswith("OUTCOME 2013-11-02 ok {'model': 'flight_delay', 'run_date': '2013-11-02'")
+    assert outcome[1] == "OUTCOME 2013-11-03 skipped no retrain of 'flight_delay' requested on 2013-11-03"

@@ -106,3 +106,23 @@ def write_all(
         )
         versions[table] = result.version
     return versions
+
+
+def retrain_requests(
+    catalog: Catalog, *, model: str | None = None, run_date: date | None = None
+) -> list[dict[str, Any]]:
+    """The recorded retrain requests (of ``model``, of ``run_date``), oldest first; read with delta-rs (no JVM)."""
+    if not catalog.exists(RETRAIN):
+        return []
+    import pyarrow.dataset as ds
+
+    from lakeforge.lake.delta_read import arrow_dataset
+
+    where = None
+    if model is not None:
+        where = ds.field("model") == model
+    if run_date is not None:
+        on_date = ds.field("run_date") == run_date
+        where = on_date if where is None else where & on_date
+    rows = arrow_dataset(catalog, RETRAIN).to_table(filter=where).to_pylist()
+    return sorted(rows, key=lambda r: (r["run_date"], str(r["requested_at"])))

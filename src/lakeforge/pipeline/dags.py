@@ -11,6 +11,9 @@ imports Spark or MLflow: Airflow parses DAG files every few minutes.
   (`LakeforgeJobOperator`, connection ``spark_default``) with ``run_date={{ ds }}`` and
   ``pipeline=<pipeline>``. The job composes conf/ itself, so Spark's master and settings come
   from the ``spark`` config group, as on the command line.
+- After a ``monitor`` task, ``retrain_request`` (`RetrainRequestOperator`) reads
+  ``monitoring.retrain_requests`` with delta-rs: when the monitor asked for a retraining on the run
+  date it succeeds and emits the retrain asset, otherwise it skips and emits nothing.
 - Retries: only a transient failure is retried, i.e. the job exited 75 (a `TransientError`: a
   lost commit race, an unreachable server) or was killed by a signal. Any other failure (a bad
   config, a validation failure, a refused gate) fails the task at once.
@@ -26,9 +29,9 @@ from pathlib import Path
 from typing import Any
 
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
-from airflow.sdk import DAG, Asset, AssetOrTimeSchedule
+from airflow.sdk import DAG, Asset, AssetOrTimeSchedule, BaseOperator
 from airflow.sdk.definitions.timetables.trigger import CronTriggerTimetable
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
+from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 
 from lakeforge.config.schema_ml import STEP_JOBS
 from lakeforge.errors import TransientError
@@ -54,6 +57,34 @@ class LakeforgeJobOperator(SparkSubmitOperator):
             if code is not None and (code == TransientError.exit_code or code < 0):
                 raise  # transient, or killed: a retry is safe (every write is idempotent)
             raise AirflowFailException(f"exit code {code}: not a transient error, not retried. {exc}") from exc
+
+
+class RetrainRequestOperator(BaseOperator):
+    """After the monitor: emits the pipeline's retrain asset (starting its training schedules) when the
+    monitor recorded a retrain request for the run date; skips, emitting nothing, otherwise."""
+
+    def __init__(self, *, project: str, pipeline: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.project = project
+        self.pipeline = pipeline
+
+    def execute(self, context: Any) -> Any:
+        from datetime import date
+
+        from lakeforge.config import load_config
+        from lakeforge.lake.catalog import catalog_from_config
+        from lakeforge.monitoring.tables import retrain_requests
+
+        project = Path(self.project)
+        cfg = load_config([f"pipeline={self.pipeline}"], conf_dir=project / "conf")
+        catalog = catalog_from_config(cfg.storage, project)
+        day = date.fromisoformat(str(context["ds"]))
+        found = retrain_requests(catalog, model=str(cfg.model.name), run_date=day)
+        if not found:
+            raise AirflowSkipException(f"no retrain of '{cfg.model.name}' requested on {day}")
+        reason = found[-1]["reason"]
+        self.log.info("retrain of '%s' requested on %s: %s", cfg.model.name, day, reason)
+        return {"model": str(cfg.model.name), "run_date": day.isoformat(), "reason": reason}
 
 
 class _ScheduleErrors(DAG):
@@ -110,6 +141,16 @@ def _dag(s: Schedule, project: Path) -> DAG:
         if previous is not None:
             previous >> task
         previous = task
+        if step == "monitor":
+            # A retrain request of the monitor becomes an asset event that starts the training schedules.
+            request = RetrainRequestOperator(
+                task_id="retrain_request",
+                dag=dag,
+                project=str(project),
+                pipeline=s.pipeline,
+                outlets=[retrain_asset(s.pipeline)],
+            )
+            task >> request
     return dag
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -202,6 +203,33 @@ def monitor_step(spark: Any, cfg: Any, catalog: Any, lineage: Any) -> None:
     log.info("monitor: wrote %s", marker)
 
 
+def retrain_step(spark: Any, cfg: Any, catalog: Any, lineage: Any) -> None:
+    """Train and gate a new model: for run_date, or the day after the latest retrain request of the
+    monitor. The gate still decides: a refused challenger fails the step (exit 3), the champion stays."""
+    from omegaconf import OmegaConf
+
+    from lakeforge.errors import UsageError
+    from lakeforge.monitoring.tables import retrain_requests
+
+    if cfg.get("run_date") is None:
+        requests = retrain_requests(catalog, model=str(cfg.model.name))
+        if not requests:
+            raise UsageError(
+                f"no retrain of '{cfg.model.name}' was requested (monitoring.retrain_requests is empty); "
+                "pass run_date=YYYY-MM-DD to retrain anyway"
+            )
+        last = requests[-1]
+        run_date = last["run_date"] + timedelta(days=1)  # the labels of the request's date are in by then
+        print(f"retrain {cfg.model.name} for {run_date}: requested on {last['run_date']} by {', '.join(last['rules'])}")
+        print(f"  {last['reason']}")
+        cfg = cfg.copy()
+        OmegaConf.set_struct(cfg, False)
+        cfg.run_date = run_date.isoformat()
+        OmegaConf.set_struct(cfg, True)
+    train_step(spark, cfg, catalog, lineage)
+    evaluate_step(spark, cfg, catalog, lineage)
+
+
 STEPS: dict[str, Callable[[Any, Any, Any, Any], None]] = {
     "ingest": ingest_step,
     "features": features_step,
@@ -209,4 +237,5 @@ STEPS: dict[str, Callable[[Any, Any, Any, Any], None]] = {
     "evaluate": evaluate_step,
     "score": score_step,
     "monitor": monitor_step,
+    "retrain": retrain_step,
 }
