@@ -554,6 +554,27 @@ def report(
 
 
 @app.command()
+def backtest(
+    pipeline: Annotated[str, typer.Argument(help="The pipeline to replay, e.g. flight_delay.")],
+    start: Annotated[str, typer.Option("--start", help="First run date, YYYY-MM-DD.")],
+    end: Annotated[str, typer.Option("--end", help="Last run date, YYYY-MM-DD.")],
+    overrides: OverridesArg = None,
+    model_version: Annotated[
+        str | None, typer.Option("--model-version", help="Start from this version (default: the champion).")
+    ] = None,
+) -> None:
+    """Replay run dates as the schedule would (score, monitor, labels after their delay, the retrain policy),
+    with and without retraining; compare performance per date (reports/<model>__backtest.{json,html})."""
+    from lakeforge.pipeline.runner import run_job
+    from lakeforge.pipeline.steps import backtest_step
+
+    argv = [f"pipeline={pipeline}", f"start_date={start}", f"end_date={end}", *(overrides or [])]
+    if model_version is not None:
+        argv.append(f"+backtest_version={model_version}")
+    raise typer.Exit(run_job("backtest", backtest_step, argv))
+
+
+@app.command()
 def vacuum(
     table: Annotated[str | None, typer.Argument(help="One table (default: every table).")] = None,
     overrides: OverridesArg = None,

@@ -42,6 +42,11 @@ CONF_EDITS = (
         r'score: \{start_date: "[0-9-]+", end_date: "[0-9-]+"\}',
         f'score: {{start_date: "{SCORE_DATES[0]}", end_date: "{SCORE_DATES[1]}"}}',
     ),
+    (
+        "conf/pipeline/flight_delay.yaml",
+        r'monitor: \{start_date: "[0-9-]+", end_date: "[0-9-]+"\}',
+        f'monitor: {{start_date: "{SCORE_DATES[0]}", end_date: "{SCORE_DATES[1]}"}}',
+    ),
     ("conf/model/flight_delay.yaml", r"train: \{start: -287d, end: -44d\}", "train: {start: -31d, end: -14d}"),
     ("conf/model/flight_delay.yaml", r"validation: \{start: -44d, end: -14d\}", "validation: {start: -14d, end: -7d}"),
     ("conf/model/flight_delay.yaml", r"test: \{start: -14d, end: -1d\}", "test: {start: -7d, end: -1d}"),

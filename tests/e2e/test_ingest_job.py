@@ -18,13 +18,21 @@ def test_ingest_job_loads_all_five_real_datasets(tmp_path: Path) -> None:
     env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1", "LAKEFORGE_CONF": str(tmp_path / "conf")}
     extract = subprocess.run(
         [sys.executable, "jobs/extract_data.py", str(tmp_path / "data" / "raw")],
-        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120,
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert extract.returncode == 0, extract.stderr
 
     ingest = subprocess.run(
         [sys.executable, "jobs/ingest.py", "spark.master='local[2]'"],
-        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600,
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert ingest.returncode == 0, ingest.stderr
     lines = ingest.stdout.splitlines()
@@ -44,12 +52,15 @@ def test_ingest_job_loads_all_five_real_datasets(tmp_path: Path) -> None:
 
     env_cli = {"LAKEFORGE_CONF": str(tmp_path / "conf")}
     reasons = run_cli(
-        ["sql", "SELECT _failed_checks AS checks, count(*) AS n FROM quarantine.flights GROUP BY ALL",
-         "--format", "csv"],
-        env=env_cli, check=True,
+        [
+            "sql",
+            "SELECT _failed_checks AS checks, count(*) AS n FROM quarantine.flights GROUP BY ALL",
+            "--format",
+            "csv",
+        ],
+        env=env_cli,
+        check=True,
     )
     assert reasons.stdout.splitlines()[1:] == ['"[""tailnum:regex""]",4']
-    accepted = run_cli(
-        ["sql", "SELECT count(*) AS n FROM raw.flights", "--format", "csv"], env=env_cli, check=True
-    )
+    accepted = run_cli(["sql", "SELECT count(*) AS n FROM raw.flights", "--format", "csv"], env=env_cli, check=True)
     assert accepted.stdout.splitlines() == ["n", "336772"]

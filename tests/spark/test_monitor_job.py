@@ -244,3 +244,49 @@ def test_the_report_renders_its_plots_offline(spark: Any, project: SimpleNamespa
     assert plots["performance"].count("<polyline") >= 1 and 'class="lf-level"' in plots["performance"]
     assert "feature_drift" in dom  # the open alert
     assert len({str(r["run_date"]) for r in data.signals}) == 10
+
+
+def test_a_short_backtest_replays_both_arms_without_touching_production(spark: Any, project: SimpleNamespace) -> None:
+    from lakeforge.pipeline.backtest import backtest, write_outputs
+
+    production = sorted(
+        (str(r["run_date"]), r["feature"])
+        for r in _table(spark, project, tables.FEATURE_DRIFT)
+        if r["monitor"] == "demo_monitor"
+    )
+    cfg = project.cfg.copy()
+    result = backtest(spark, cfg, project.catalog, _lineage("backtest"), STABLE[0], DRIFTED[1])
+
+    static, policy = result.arms["static"], result.arms["policy"]
+    days = _days(STABLE[0], DRIFTED[1])
+    assert sorted(static.serving) == days and set(static.serving.values()) == {1}
+    assert static.retrains == []
+    # The drifted week's second date asks for a retraining; the model is trained for the day after it.
+    asked = DRIFTED[0] + timedelta(days=1)
+    assert [(r["requested_on"], r["run_date"]) for r in policy.retrains][:1] == [(asked, asked + timedelta(days=1))]
+    first = policy.retrains[0]
+    if first["promoted"]:
+        assert policy.serving[asked + timedelta(days=1)] == int(first["version"])
+        assert policy.serving[asked] == 1
+    else:
+        assert set(policy.serving.values()) == {1}
+    # Both arms measured every date whose labels were in (the first date's label date was not scored).
+    for arm in (static, policy):
+        measured = sorted(d for d, v in arm.performance.items() if v is not None)
+        assert measured == days[1:], arm.arm
+    rows = result.rows()
+    assert [r["run_date"] for r in rows] == [d.isoformat() for d in days]
+    json_path, html_path = write_outputs(result, project.tmp / "reports")
+    assert json.loads(json_path.read_text())["rows"] == rows
+    assert 'data-plot="backtest"' in html_path.read_text()
+    # Production's model, predictions and monitor rows are untouched.
+    assert (
+        sorted(
+            (str(r["run_date"]), r["feature"])
+            for r in _table(spark, project, tables.FEATURE_DRIFT)
+            if r["monitor"] == "demo_monitor"
+        )
+        == production
+    )
+    assert project.catalog.exists("predictions.demo_model__bt_policy")
+    assert "policy" in result.describe() and "mean:" in result.describe()

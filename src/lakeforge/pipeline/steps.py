@@ -230,6 +230,20 @@ def retrain_step(spark: Any, cfg: Any, catalog: Any, lineage: Any) -> None:
     evaluate_step(spark, cfg, catalog, lineage)
 
 
+def backtest_step(spark: Any, cfg: Any, catalog: Any, lineage: Any) -> None:
+    """Replay start_date..end_date with and without the retrain policy (lakeforge.pipeline.backtest)."""
+    from lakeforge.features.build import date_range
+    from lakeforge.pipeline.backtest import backtest, write_outputs
+
+    start, end = date_range(cfg)
+    version = cfg.get("backtest_version")
+    result = backtest(spark, cfg, catalog, lineage, start, end, version=None if version is None else str(version))
+    print(result.describe())
+    json_path, html_path = write_outputs(result, Path(str(cfg.project_root)) / "reports")
+    print(f"  table: {json_path}")
+    print(f"  chart: {html_path}")
+
+
 STEPS: dict[str, Callable[[Any, Any, Any, Any], None]] = {
     "ingest": ingest_step,
     "features": features_step,

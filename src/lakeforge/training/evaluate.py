@@ -122,8 +122,12 @@ def _test_rows(
     return data.frames["test"], label, dict(tables.versions)
 
 
-def evaluate(spark: Any, cfg: Any, catalog: Any, lineage: Any, version: str | None = None) -> Evaluation | None:
+def evaluate(
+    spark: Any, cfg: Any, catalog: Any, lineage: Any, version: str | None = None, *, write_metrics: bool = True
+) -> Evaluation | None:
     """Judge ``version`` (default: the ``challenger`` alias) against the champion and the baseline.
+
+    ``write_metrics``: write the decision to ``metrics/gate.json`` (DVC's metric; a backtest does not).
 
     None when that version already is the champion (a rerun after a promotion: nothing to decide).
     """
@@ -229,8 +233,9 @@ def evaluate(spark: Any, cfg: Any, catalog: Any, lineage: Any, version: str | No
         )
 
     path = Path(str(cfg.project_root)) / GATE_METRICS
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(_dvc_metrics(report), indent=2, sort_keys=True) + "\n")
+    if write_metrics:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(_dvc_metrics(report), indent=2, sort_keys=True) + "\n")
     evaluation = Evaluation(
         name, challenger, champion, decision, measured, len(frame), gate_run.info.run_id, path, tuple(warnings)
     )
