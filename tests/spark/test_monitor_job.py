@@ -22,7 +22,7 @@ from lakeforge.errors import ConfigError
 from lakeforge.lake.delta import Lineage, read_table, write_table
 from lakeforge.lake.delta_common import open_table
 from lakeforge.monitoring import tables
-from lakeforge.monitoring.binning import FeatureBins, count_bins
+from lakeforge.monitoring.binning import FeatureBins, count_bins, count_files
 from lakeforge.monitoring.job import monitor
 from lakeforge.monitoring.report import write_report
 from lakeforge.monitoring.stats import bin_values
@@ -44,7 +44,7 @@ def _days(first: date, last: date) -> list[date]:
     return [first + timedelta(days=i) for i in range((last - first).days + 1)]
 
 
-def test_spark_histograms_equal_numpy(spark: Any) -> None:
+def test_spark_histograms_equal_numpy(spark: Any, tmp_path: Path) -> None:
     rng = np.random.default_rng(1)
     x = rng.normal(size=3000)
     x[::97] = np.nan
@@ -69,6 +69,16 @@ def test_spark_histograms_equal_numpy(spark: Any) -> None:
         expected = [labels.count("a"), labels.count("b"), labels.count("c") + labels.count("d")]
         assert got.counts["c"].tolist() == expected
         assert got.nulls["c"] == labels.count(None)
+    # The same counts straight from Parquet files (how the monitor reads the feature table).
+    frame.write.partitionBy("g").parquet(str(tmp_path / "files"))
+    files = [(str(p), (p.parent.name.split("=")[1],)) for p in sorted((tmp_path / "files").glob("g=*/*.parquet"))]
+    from_files = count_files(spark, files, bins)
+    assert sorted(from_files) == sorted(counted)
+    for key, got in counted.items():
+        assert from_files[key].rows == got.rows
+        for name in ("x", "c"):
+            assert from_files[key].counts[name].tolist() == got.counts[name].tolist()
+            assert from_files[key].nulls[name] == got.nulls[name]
 
 
 def _append_days(spark: Any, catalog: Any, days: list[date], drifted: bool, start_id: int) -> None:

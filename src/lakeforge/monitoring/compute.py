@@ -6,7 +6,8 @@
 * :func:`labelled_counts` — per label date, alias, version and slice: positives and negatives
   per fine score bin, their score sums and the clipped log-loss sum (``lakeforge.monitoring.perf``).
 
-Feature histograms come from ``lakeforge.monitoring.binning.count_bins`` grouped by event date.
+Feature and score histograms come from ``lakeforge.monitoring.binning.count_files``: tasks reading
+the tables' Parquet files with pyarrow, grouped by the date partition (and the alias).
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ import numpy as np
 
 from lakeforge.features.build import RawTables
 from lakeforge.lake.catalog import Catalog
-from lakeforge.lake.delta import read_table
-from lakeforge.monitoring.binning import count_bins
+from lakeforge.lake.delta import data_files, read_table
+from lakeforge.monitoring.binning import count_files
 from lakeforge.monitoring.reference import score_bins
 from lakeforge.monitoring.stats import LOG_LOSS_EPS
 
@@ -85,11 +86,13 @@ def served_models(frame: Any) -> dict[date, dict[str, Served]]:
     return out
 
 
-def score_counts(frame: Any) -> dict[tuple[str | None, ...], Any]:
-    """(run date, alias) -> Counts of the scores over ``score_bins()``."""
-    if frame is None:
+def score_counts(spark: Any, catalog: Catalog, table: str, days: Sequence[date]) -> dict[tuple[str | None, ...], Any]:
+    """(run date, alias) -> Counts of the scores over ``score_bins()``, read from the table's files."""
+    if not catalog.exists(table):
         return {}
-    return count_bins(frame.select(RUN_DATE, "model_alias", "score"), [score_bins()], [RUN_DATE, "model_alias"])
+    files = data_files(catalog, table, partitions=_in_dates(RUN_DATE, days))
+    keyed = [(path, (str(parts[RUN_DATE]),)) for path, parts in files]
+    return count_files(spark, keyed, [score_bins()], split_by="model_alias", description="lakeforge monitor: scores")
 
 
 def missing_counts(spark: Any, catalog: Catalog, table: str, days: Sequence[date]) -> dict[date, dict[str, int]]:

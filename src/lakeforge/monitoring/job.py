@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
@@ -35,13 +35,13 @@ from lakeforge.config.values import parse_duration
 from lakeforge.errors import ConfigError
 from lakeforge.features.build import date_range, ensure_features, spec_from_config
 from lakeforge.lake.catalog import Catalog
-from lakeforge.lake.delta import Lineage, read_table
+from lakeforge.lake.delta import Lineage, data_files, read_table
 from lakeforge.monitoring import compute, tables
 from lakeforge.monitoring.alerts import AlertEvent, evaluate, retrain_request, rules_from_config
-from lakeforge.monitoring.binning import Counts, count_bins
+from lakeforge.monitoring.binning import Counts, count_files
 from lakeforge.monitoring.channels import ChannelResult, channels_from_config, send
 from lakeforge.monitoring.perf import auc_binned, calibration_binned, log_loss_from_sum, precision_recall_at
-from lakeforge.monitoring.reference import Reference, dates_reference, feature_rows, score_bins, training_reference
+from lakeforge.monitoring.reference import Reference, dates_reference, score_bins, training_reference
 from lakeforge.monitoring.stats import drift
 
 log = logging.getLogger(__name__)
@@ -137,6 +137,12 @@ def _window_days(cfg: Any) -> int:
         return max(1, math.ceil(parse_duration(text) / 86400))
     except ValueError as exc:
         raise ConfigError(str(exc), key="monitor.current_window") from exc
+
+
+def _on_dates(days: Sequence[date]) -> Callable[[Mapping[str, str | None]], bool]:
+    """A partition filter keeping the files of ``days`` (``event_date``)."""
+    wanted = {d.isoformat() for d in days}
+    return lambda values: str(values.get("event_date")) in wanted
 
 
 def _window_counts(counted: Mapping[tuple[str | None, ...], Counts], day: date, window: int) -> Counts | None:
@@ -271,12 +277,16 @@ def monitor(spark: Any, cfg: Any, catalog: Catalog, lineage: Lineage, *, replay:
         ref = references[ref_days[0]]
         first = min(ref_days) - timedelta(days=window - 1)
         ensure_features(spark, cfg, catalog, lineage, spec, _days(first, max(ref_days)))
-        frame = feature_rows(spark, catalog, feature_table, first, max(ref_days))
-        frame = frame.select("event_date", *[f"`{f}`" for f in features])
-        counted = count_bins(frame, ref.bins, ["event_date"])
+        files = data_files(catalog, feature_table, partitions=_on_dates(_days(first, max(ref_days))))
+        counted = count_files(
+            spark,
+            [(path, (str(parts["event_date"]),)) for path, parts in files],
+            ref.bins,
+            description=f"lakeforge monitor {mon.name}: feature counts",
+        )
         for d in ref_days:
             feature_counts[d] = _window_counts(counted, d, window)
-    scores = compute.score_counts(predictions)
+    scores = compute.score_counts(spark, catalog, predictions_table, days)
     missing = compute.missing_counts(spark, catalog, f"{predictions_table}__missing", days)
     label_predictions = compute.predictions_of(spark, catalog, predictions_table, sorted(label_dates))
     perf_cfg = mon.performance
