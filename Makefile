@@ -50,7 +50,7 @@ test-deps:
 	@scripts/ensure_test_deps.sh
 
 test: setup test-deps lint
-	$(BIN)/pytest -q -p no:cacheprovider --durations=15
+	$(BIN)/pytest -q -p no:cacheprovider -n 2 --dist loadfile --durations=15
 
 test-unit: setup
 	$(BIN)/pytest -q tests/unit

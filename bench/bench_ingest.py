@@ -148,8 +148,9 @@ def main(quick: bool = False) -> bool:
         timings = time_alternating({"lakeforge": lakeforge_ingest, "copy": plain_copy}, runs=runs, between=clean)
         last = reports[-1]
         if (last.rows_in, last.rows_quarantined) != (rows, bad_rows):
-            raise AssertionError(f"ingest counted {last.rows_in} in / {last.rows_quarantined} bad, "
-                                 f"expected {rows} / {bad_rows}")
+            raise AssertionError(
+                f"ingest counted {last.rows_in} in / {last.rows_quarantined} bad, expected {rows} / {bad_rows}"
+            )
         ours, plain = median(timings["lakeforge"]), median(timings["copy"])
         ratio = ours / plain
         details = {

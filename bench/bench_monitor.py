@@ -26,6 +26,7 @@ from typing import Any
 from bench.harness import Result, bench_spark, median, report, time_alternating
 from bench.score_workload import (
     DAY,
+    FEATURE_SET,
     FEATURES,
     SMALL_DAY,
     TRAIN_EVERY,
@@ -61,7 +62,7 @@ def monitor_config(root: Path) -> Any:
     return cfg
 
 
-def main(quick: bool = False, rows: int | None = None, runs: int = 3) -> bool:
+def main(quick: bool = False, rows: int | None = None, runs: int = 3, keep: Path | None = None) -> bool:
     """Run the benchmark, record it, and return whether it met its target."""
     from lakeforge.lake.catalog import Catalog
     from lakeforge.lake.delta import Lineage, new_job_run_id
@@ -70,7 +71,7 @@ def main(quick: bool = False, rows: int | None = None, runs: int = 3) -> bool:
 
     rows = rows or (500_000 if quick else 5_000_000)
     small_rows = max(1, rows // 5)
-    root = Path(tempfile.mkdtemp(prefix="lakeforge-bench-monitor-"))
+    root = keep or Path(tempfile.mkdtemp(prefix="lakeforge-bench-monitor-"))
     spark = None
     started_all = time.perf_counter()
     try:
@@ -78,11 +79,12 @@ def main(quick: bool = False, rows: int | None = None, runs: int = 3) -> bool:
         spark = bench_spark(SHUFFLE_PARTITIONS)
         setup: dict[str, float] = {}
         started = time.perf_counter()
-        write_tables(spark, root, catalog, rows, small_rows, False)
-        x = feature_matrix(catalog, DAY)
         cfg = monitor_config(root)
-        register_model(cfg, x[::TRAIN_EVERY].copy())
-        del x
+        if not catalog.exists(f"features.{FEATURE_SET}"):
+            write_tables(spark, root, catalog, rows, small_rows, False)
+            x = feature_matrix(catalog, DAY)
+            register_model(cfg, x[::TRAIN_EVERY].copy())
+            del x
         setup["tables_model_s"] = time.perf_counter() - started
 
         def score_day(day: Any) -> None:
@@ -90,8 +92,11 @@ def main(quick: bool = False, rows: int | None = None, runs: int = 3) -> bool:
             day_cfg.run_date = day.isoformat()
             score(spark, day_cfg, catalog, Lineage(new_job_run_id(), step="score"))
 
+        phases: list[dict[str, float]] = []
+
         def monitor_day() -> None:
             result = monitor(spark, cfg, catalog, Lineage(new_job_run_id(), step="monitor"))
+            phases.append(result.seconds)
             drifted = result.days[0].signals["drift_share"]
             if drifted is None:
                 raise RuntimeError("the monitor measured no drift share: the benchmark is broken")
@@ -123,6 +128,7 @@ def main(quick: bool = False, rows: int | None = None, runs: int = 3) -> bool:
                 "score": "lakeforge.scoring.job.score, reasons off, champion only",
                 "monitor": "lakeforge.monitoring.job.monitor, one run date, reference read back from "
                 "monitoring.reference, 7 Delta commits",
+                "monitor_phases_median_s": {k: median([p.get(k, 0.0) for p in phases[1:]]) for k in phases[-1]},
                 "setup_s": setup,
                 "wall_s": time.perf_counter() - started_all,
             },
@@ -132,12 +138,14 @@ def main(quick: bool = False, rows: int | None = None, runs: int = 3) -> bool:
     finally:
         if spark is not None:
             spark.stop()
-        shutil.rmtree(root, ignore_errors=True)
+        if keep is None:
+            shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(prog="python -m bench.bench_monitor", description=__doc__)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--rows", type=int)
+    parser.add_argument("--keep", type=Path, help="build the project here once and reuse it")
     args = parser.parse_args()
-    sys.exit(0 if main(quick=args.quick, rows=args.rows) else 1)
+    sys.exit(0 if main(quick=args.quick, rows=args.rows, keep=args.keep) else 1)

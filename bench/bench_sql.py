@@ -23,9 +23,7 @@ from lakeforge.lake.sql import run_sql
 
 NAME = "sql"
 TARGET_SECONDS = 2.0
-QUERY = (
-    "SELECT carrier, count(*) AS flights, avg(dep_delay) AS dep_delay FROM raw.flights GROUP BY 1 ORDER BY 1"
-)
+QUERY = "SELECT carrier, count(*) AS flights, avg(dep_delay) AS dep_delay FROM raw.flights GROUP BY 1 ORDER BY 1"
 CARRIERS = ["9E", "AA", "AS", "B6", "DL", "EV", "F9", "FL", "HA", "MQ", "OO", "UA", "US", "VX", "WN", "YV"]
 
 

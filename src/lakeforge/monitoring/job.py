@@ -19,13 +19,15 @@ leaves exactly one set of rows per date and monitor.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
+from time import perf_counter
 from typing import Any
 
 import numpy as np
@@ -72,6 +74,7 @@ class MonitorResult:
     versions: dict[str, int]  # table -> version written
     notifications: list[ChannelResult]
     retrain_requests: list[date]
+    seconds: dict[str, float] = field(default_factory=dict)  # wall time per phase
 
     def describe(self) -> str:
         """The run's summary for a person."""
@@ -97,6 +100,31 @@ class MonitorResult:
         for day in self.retrain_requests:
             lines.append(f"  retrain requested on {day} (monitoring.retrain_requests; run `lakeforge run retrain`)")
         return "\n".join(lines)
+
+
+class _Timer:
+    """Wall seconds per named phase (summed when a phase repeats)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._current: tuple[str, float] | None = None
+
+    def start(self, name: str) -> None:
+        self._current = (name, perf_counter())
+
+    def stop(self) -> None:
+        if self._current is not None:
+            name, began = self._current
+            self.seconds[name] = self.seconds.get(name, 0.0) + perf_counter() - began
+            self._current = None
+
+    @contextlib.contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        self.start(name)
+        try:
+            yield
+        finally:
+            self.stop()
 
 
 def _pct(value: Any) -> str:
@@ -263,9 +291,14 @@ def monitor(spark: Any, cfg: Any, catalog: Catalog, lineage: Lineage, *, replay:
     delay = _label_delay_days(cfg)
     label_dates = {d - timedelta(days=delay): d for d in days}
 
-    predictions = compute.predictions_of(spark, catalog, predictions_table, days)
-    served = compute.served_models(predictions)
-    references = _references(spark, catalog, cfg, features, served, serving, feature_table, predictions_table, lineage)
+    timer = _Timer()
+    with timer("served models"):
+        predictions = compute.predictions_of(spark, catalog, predictions_table, days)
+        served = compute.served_models(predictions)
+    with timer("references"):
+        references = _references(
+            spark, catalog, cfg, features, served, serving, feature_table, predictions_table, lineage
+        )
 
     # Feature counts per event date, binned as each date's reference (usually one for the range).
     feature_counts: dict[date, Any] = {}
@@ -274,6 +307,7 @@ def monitor(spark: Any, cfg: Any, catalog: Catalog, lineage: Lineage, *, replay:
         by_ref.setdefault(references[d].reference_id, []).append(d)
     window = _window_days(cfg)
     for ref_days in by_ref.values():
+        timer.start("feature counts")
         ref = references[ref_days[0]]
         first = min(ref_days) - timedelta(days=window - 1)
         ensure_features(spark, cfg, catalog, lineage, spec, _days(first, max(ref_days)))
@@ -286,8 +320,12 @@ def monitor(spark: Any, cfg: Any, catalog: Catalog, lineage: Lineage, *, replay:
         )
         for d in ref_days:
             feature_counts[d] = _window_counts(counted, d, window)
-    scores = compute.score_counts(spark, catalog, predictions_table, days)
-    missing = compute.missing_counts(spark, catalog, f"{predictions_table}__missing", days)
+        timer.stop()
+    with timer("score counts"):
+        scores = compute.score_counts(spark, catalog, predictions_table, days)
+    with timer("missing counts"):
+        missing = compute.missing_counts(spark, catalog, f"{predictions_table}__missing", days)
+    timer.start("labelled counts")
     label_predictions = compute.predictions_of(spark, catalog, predictions_table, sorted(label_dates))
     perf_cfg = mon.performance
     labelled = compute.labelled_counts(
@@ -299,7 +337,9 @@ def monitor(spark: Any, cfg: Any, catalog: Catalog, lineage: Lineage, *, replay:
         [str(s) for s in perf_cfg.slices],
         int(perf_cfg.score_bins),
     )
-    training_levels = _training_levels(cfg, served, str(perf_cfg.metric))
+    timer.stop()
+    with timer("training levels"):
+        training_levels = _training_levels(cfg, served, str(perf_cfg.metric))
 
     now = datetime.now(UTC)
     out = tables.Rows()
@@ -328,9 +368,12 @@ def monitor(spark: Any, cfg: Any, catalog: Catalog, lineage: Lineage, *, replay:
         _performance_rows(cfg, out, name, model, d, label_day, labelled, serving, training_levels, day, now)
         results.append(day)
 
-    notifications, requests = _alerts(spark, catalog, cfg, rules, channels, name, model, results, out, replay, now)
-    versions = tables.write_all(spark, catalog, out, name, days, lineage)
-    return MonitorResult(name, model, start, end, results, versions, notifications, requests)
+    with timer("alerts"):
+        notifications, requests = _alerts(spark, catalog, cfg, rules, channels, name, model, results, out, replay, now)
+    with timer("writes"):
+        versions = tables.write_all(spark, catalog, out, name, days, lineage)
+    log.info("monitor %s: %s", name, ", ".join(f"{k} {v:.1f} s" for k, v in timer.seconds.items()))
+    return MonitorResult(name, model, start, end, results, versions, notifications, requests, timer.seconds)
 
 
 def _references(
