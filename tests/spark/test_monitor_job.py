@@ -264,8 +264,10 @@ def test_a_short_backtest_replays_both_arms_without_touching_production(spark: A
         for r in _table(spark, project, tables.FEATURE_DRIFT)
         if r["monitor"] == "demo_monitor"
     )
+    notes = _notes(project)
     cfg = project.cfg.copy()
     result = backtest(spark, cfg, project.catalog, _lineage("backtest"), STABLE[0], DRIFTED[1])
+    assert _notes(project) == notes  # a replay notifies nobody
 
     static, policy = result.arms["static"], result.arms["policy"]
     days = _days(STABLE[0], DRIFTED[1])

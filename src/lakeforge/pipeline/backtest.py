@@ -120,6 +120,7 @@ def _arm_config(cfg: Any, arm: str) -> Any:
     arm_cfg.model.scoring.shadow = []
     arm_cfg.model.scoring.canary = None
     arm_cfg.repro = True  # a replay: lateness is not a signal
+    arm_cfg.monitor.alerts.channels = []  # a replay notifies nobody (its alerts are in monitoring.alerts)
     return arm_cfg
 
 
