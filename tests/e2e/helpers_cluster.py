@@ -29,8 +29,8 @@ def main(root: Path, master: str) -> None:
     try:
         sc = spark.sparkContext
         started = time.monotonic()
-        while sc._jsc.sc().getExecutorMemoryStatus().size() < 2 and time.monotonic() - started < 60:
-            time.sleep(0.5)  # the driver counts itself: 2 means one executor registered
+        while sc._jsc.sc().getExecutorMemoryStatus().size() < 3 and time.monotonic() - started < 60:
+            time.sleep(0.5)  # the driver counts itself: 3 means both workers have an executor
         executors = int(sc._jsc.sc().getExecutorMemoryStatus().size()) - 1
         cfg, catalog = make_project(spark, root)
         cfg.model.features = ["hour_of_day", "key", "n_1d"]
