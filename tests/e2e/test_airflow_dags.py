@@ -183,3 +183,34 @@ for ds in ("2013-11-02", "2013-11-03"):
     assert len(outcome) == 2, proc.stdout[-2000:] + proc.stderr[-3000:]
     assert outcome[0].startswith("OUTCOME 2013-11-02 ok {'model': 'flight_delay', 'run_date': '2013-11-02'")
     assert outcome[1] == "OUTCOME 2013-11-03 skipped no retrain of 'flight_delay' requested on 2013-11-03"
+
+
+def test_a_failed_task_alerts_the_monitor_channels(tmp_path: Path) -> None:
+    """Every task's failure callback sends one critical alert to the monitor's channels (here the
+    JSON-lines file of conf/monitor/flight_delay.yaml, under the project)."""
+    project = _project(tmp_path)
+    code = f"""
+from pathlib import Path
+from types import SimpleNamespace
+from lakeforge.pipeline.dags import build_dags
+dag = build_dags(Path({str(project)!r}))["flight_delay__daily_score"]
+task = dag.get_task("score")
+callbacks = task.on_failure_callback
+callbacks = callbacks if isinstance(callbacks, list) else [callbacks]
+ti = SimpleNamespace(dag_id=dag.dag_id, task_id="score")
+for callback in callbacks:
+    callback({{"ds": "2013-10-16", "task_instance": ti, "exception": RuntimeError("exit code 3")}})
+print("CALLED", len(callbacks))
+"""
+    proc = subprocess.run(
+        [sys.executable, "-c", code], env=_env(tmp_path, project), capture_output=True, text=True, timeout=120
+    )
+    assert "CALLED 1" in proc.stdout, proc.stdout[-2000:] + proc.stderr[-3000:]
+    lines = (project / "reports" / "alerts.jsonl").read_text().splitlines()
+    assert len(lines) == 1
+    alert = json.loads(lines[0])
+    assert alert["rule"] == "task_failed:flight_delay__daily_score.score" and alert["severity"] == "critical"
+    assert alert["message"] == "Airflow task flight_delay__daily_score.score failed for 2013-10-16: exit code 3"
+    assert (
+        "critical: task_failed:flight_delay__daily_score.score opened" in proc.stdout + proc.stderr
+    )  # the log channel

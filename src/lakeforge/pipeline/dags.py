@@ -14,6 +14,8 @@ imports Spark or MLflow: Airflow parses DAG files every few minutes.
 - After a ``monitor`` task, ``retrain_request`` (`RetrainRequestOperator`) reads
   ``monitoring.retrain_requests`` with delta-rs: when the monitor asked for a retraining on the run
   date it succeeds and emits the retrain asset, otherwise it skips and emits nothing.
+- A task that fails for good calls `FailureAlert`: one critical alert to the monitor's channels
+  (``monitor.alerts.channels``: log, file, webhook, email).
 - Retries: only a transient failure is retried, i.e. the job exited 75 (a `TransientError`: a
   lost commit race, an unreachable server) or was killed by a signal. Any other failure (a bad
   config, a validation failure, a refused gate) fails the task at once.
@@ -87,6 +89,48 @@ class RetrainRequestOperator(BaseOperator):
         return {"model": str(cfg.model.name), "run_date": day.isoformat(), "reason": reason}
 
 
+class FailureAlert:
+    """``on_failure_callback`` of every task: a task that failed for good (no retry left) is sent to
+    the pipeline's monitor channels (``monitor.alerts.channels``), as one critical alert."""
+
+    def __init__(self, project: str, pipeline: str) -> None:
+        self.project = project
+        self.pipeline = pipeline
+
+    def __call__(self, context: Any) -> None:
+        from datetime import date
+
+        from lakeforge.config import load_config
+        from lakeforge.monitoring.alerts import AlertEvent
+        from lakeforge.monitoring.channels import send
+
+        project = Path(self.project)
+        cfg = load_config([f"pipeline={self.pipeline}"], conf_dir=project / "conf")
+        monitor = cfg.get("monitor")
+        channels = list(monitor.alerts.channels) if monitor is not None else ["log"]
+        ti = context.get("task_instance") or context.get("ti")
+        dag_id = getattr(ti, "dag_id", None) or getattr(context.get("dag"), "dag_id", "?")
+        task_id = getattr(ti, "task_id", "?")
+        day = date.fromisoformat(str(context["ds"]))
+        error = context.get("exception")
+        rule = f"task_failed:{dag_id}.{task_id}"
+        event = AlertEvent(
+            run_date=day,
+            rule=rule,
+            signal="task_failed",
+            status="opened",
+            episode_id=f"{rule}:{day}",
+            episode_start=day,
+            value=True,
+            threshold=True,
+            severity="critical",
+            message=f"Airflow task {dag_id}.{task_id} failed for {day}" + (f": {error}" if error else ""),
+            notify=True,
+            retrain=False,
+        )
+        send(channels, [event], model=str(cfg.model.name), run_date=day, project_root=project)
+
+
 class _ScheduleErrors(DAG):
     """Stands for the schedules that failed to load: its validation raises their errors, which
     Airflow records as an import error of the DAG file while the other DAGs load."""
@@ -124,6 +168,7 @@ def _dag(s: Schedule, project: Path) -> DAG:
             "retries": s.retries,
             "retry_delay": s.retry_delay,
             "execution_timeout": s.execution_timeout,
+            "on_failure_callback": FailureAlert(str(project), s.pipeline),
         },
     )
     env = {"LAKEFORGE_CONF": str(project / "conf"), "PYSPARK_PYTHON": sys.executable}
