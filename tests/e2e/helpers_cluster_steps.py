@@ -21,7 +21,11 @@ def main(project: Path, master: str, lake: str, steps: list[str]) -> None:
     os.chdir(project)
     cluster = master.startswith("spark://")
     base = [f"storage.lake_root={lake}", "spark.progress_bar=false"]
-    base += ["spark=cluster", f"spark.master={master}"] if cluster else [f"spark.master='{master}'"]
+    base += (
+        ["spark=cluster", f"spark.master={master}", "spark.shuffle_partitions=8"]
+        if cluster
+        else [f"spark.master='{master}'"]
+    )
     first = load_config(base, conf_dir=project / "conf")
     spark = get_spark(first.spark)
     try:
