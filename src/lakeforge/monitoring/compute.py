@@ -13,7 +13,7 @@ the tables' Parquet files with pyarrow, grouped by the date partition (and the a
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -114,8 +114,6 @@ class Labelled:
     neg: np.ndarray
     score_sums: np.ndarray
     log_loss_sum: float = 0.0
-    unlabelled: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def rows(self) -> int:

@@ -220,7 +220,7 @@ def _signal_history(spark: Any, catalog: Catalog, monitor: str) -> dict[date, di
     return {r["run_date"]: json.loads(r["signals"]) for r in rows}
 
 
-def _recorded_alerts(spark: Any, catalog: Catalog, monitor: str, exclude: set[date]) -> list[dict[str, Any]]:
+def _recorded_alerts(spark: Any, catalog: Catalog, monitor: str) -> list[dict[str, Any]]:
     from pyspark.sql import functions as F  # noqa: N812
 
     if not catalog.exists(tables.ALERTS):
@@ -234,7 +234,6 @@ def _recorded_alerts(spark: Any, catalog: Catalog, monitor: str, exclude: set[da
             "status": r["status"],
             "episode_start": r["episode_start"],
             "run_date": r["run_date"],
-            "rerun": r["run_date"] in exclude,
         }
         for r in rows
     ]
@@ -297,7 +296,7 @@ def monitor(spark: Any, cfg: Any, catalog: Catalog, lineage: Lineage, *, replay:
         served = compute.served_models(predictions)
     with timer("references"):
         references = _references(
-            spark, catalog, cfg, features, served, serving, feature_table, predictions_table, lineage
+            spark, catalog, cfg, days, features, served, serving, feature_table, predictions_table, lineage
         )
 
     # Feature counts per event date, binned as each date's reference (usually one for the range).
@@ -380,6 +379,7 @@ def _references(
     spark: Any,
     catalog: Catalog,
     cfg: Any,
+    days: Sequence[date],
     features: list[str],
     served: Mapping[date, Mapping[str, compute.Served]],
     serving: str,
@@ -390,8 +390,6 @@ def _references(
     """The reference of each run date: the served version's (kind training) or the fixed dates'."""
     from lakeforge.errors import FeatureError
 
-    start, end = date_range(cfg)
-    days = _days(start, end)
     kind = str(cfg.monitor.reference.kind)
     model = str(cfg.monitor.model)
     if kind == "dates":
@@ -723,7 +721,7 @@ def _alerts(
     this_run = {r.run_date for r in results}
     # Rows recorded by earlier runs, those of the dates recomputed now included: a re-run gives the
     # same episodes and ids (history decides) but notifies nobody a second time.
-    known = _recorded_alerts(spark, catalog, name, this_run)
+    known = _recorded_alerts(spark, catalog, name)
     notifications: list[ChannelResult] = []
     requests: list[date] = []
     last_request = _last_request(spark, catalog, name, min(this_run))

@@ -88,8 +88,8 @@ def feature_rows(spark: Any, catalog: Catalog, feature_table: str, start: date, 
     return read_table(spark, catalog, feature_table, partitions=_dates_filter(start, end))
 
 
-def _saved(spark: Any, catalog: Catalog, monitor: str, reference_id: str) -> Reference | None:
-    """The saved reference, or None."""
+def _saved(spark: Any, catalog: Catalog, monitor: str, reference_id: str, features: list[str]) -> Reference | None:
+    """The saved reference of exactly these features, or None."""
     if not catalog.exists(REFERENCE_TABLE):
         return None
     from pyspark.sql import functions as F  # noqa: N812
@@ -112,6 +112,8 @@ def _saved(spark: Any, catalog: Catalog, monitor: str, reference_id: str) -> Ref
         bins.append(b)
         counts.counts[b.feature] = array
         counts.nulls[b.feature] = int(r["nulls"])
+    if sorted(b.feature for b in bins) != sorted(features):
+        return None  # monitored features changed: the reference is computed again
     note = None if scores is not None else "no score reference saved"
     return Reference(
         reference_id,
@@ -201,10 +203,9 @@ def training_reference(
     lineage: Lineage | None,
 ) -> Reference:
     """The reference of model ``version``: its training window's features and its test scores."""
-    monitor = str(cfg.monitor.name)
     reference_id = f"{model}/v{version}"
-    saved = _saved(spark, catalog, monitor, reference_id)
-    if saved is not None and sorted(b.feature for b in saved.bins) == sorted(features):
+    saved = _saved(spark, catalog, str(cfg.monitor.name), reference_id, features)
+    if saved is not None:
         return saved
     from lakeforge.tracking.store import connect
 
@@ -218,11 +219,9 @@ def training_reference(
     start, end = parse_window(window)
     scores, note = _score_reference_from_run(run_id)
     description = f"training window of {model} v{version} ({start}..{end}), test-split scores"
-    ref = _build(
+    return _build(
         spark, catalog, cfg, features, feature_table, reference_id, description, start, end, scores, note, lineage
     )
-    _save(spark, catalog, monitor, ref, lineage)
-    return ref
 
 
 def dates_reference(
@@ -237,15 +236,14 @@ def dates_reference(
     lineage: Lineage | None,
 ) -> Reference:
     """The reference of ``reference.start_date..end_date``: those dates' features and served scores."""
-    monitor = str(cfg.monitor.name)
     ref_cfg = cfg.monitor.reference
     try:
         start, end = date.fromisoformat(str(ref_cfg.start_date)), date.fromisoformat(str(ref_cfg.end_date))
     except ValueError as exc:
         raise ConfigError(f"reference dates must be YYYY-MM-DD: {exc}", key="monitor.reference.start_date") from exc
     reference_id = f"dates/{start}..{end}"
-    saved = _saved(spark, catalog, monitor, reference_id)
-    if saved is not None and sorted(b.feature for b in saved.bins) == sorted(features):
+    saved = _saved(spark, catalog, str(cfg.monitor.name), reference_id, features)
+    if saved is not None:
         return saved
     scores: np.ndarray | None = None
     note = None
@@ -254,11 +252,9 @@ def dates_reference(
     if scores is None or scores.sum() == 0:
         scores, note = None, f"no served predictions in {predictions} for {start}..{end}"
     description = f"dates {start}..{end}"
-    ref = _build(
+    return _build(
         spark, catalog, cfg, features, feature_table, reference_id, description, start, end, scores, note, lineage
     )
-    _save(spark, catalog, monitor, ref, lineage)
-    return ref
 
 
 def _build(
@@ -275,6 +271,7 @@ def _build(
     note: str | None,
     lineage: Lineage | None,
 ) -> Reference:
+    """Decide the binning on the reference rows, count them, save the result in monitoring.reference."""
     spec = spec_from_config(cfg, feature_table.split(".", 1)[1])
     dates = [start + timedelta(days=i) for i in range((end - start).days + 1)]
     ensure_features(spark, cfg, catalog, lineage or Lineage(f"monitor-{reference_id}", step="monitor"), spec, dates)
@@ -291,4 +288,6 @@ def _build(
     log.info("monitor: reference %s: %d rows, %d features", reference_id, counted[()].rows, len(bins))
     days = (end - start).days + 1
     score_rows = int(scores.sum()) if scores is not None else 0
-    return Reference(reference_id, description, start, end, days, bins, counted[()], scores, score_rows, note)
+    ref = Reference(reference_id, description, start, end, days, bins, counted[()], scores, score_rows, note)
+    _save(spark, catalog, str(cfg.monitor.name), ref, lineage)
+    return ref
