@@ -10,6 +10,9 @@ export AIRFLOW__CORE__PARALLELISM=2
 export AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG=1
 export AIRFLOW__API__HOST=127.0.0.1
 export AIRFLOW__API__PORT="${AIRFLOW_PORT:-8080}"
+# Tasks report to the API server's execution API: without a base URL they call localhost:8080,
+# which is refused when the port differs or localhost resolves to ::1.
+export AIRFLOW__API__BASE_URL="http://127.0.0.1:${AIRFLOW__API__PORT}"
 # The connection the tasks spark-submit through; the jobs take Spark's master from conf/spark.
 local_spark='{"conn_type": "spark", "host": "local"}'
 export AIRFLOW_CONN_SPARK_DEFAULT="${AIRFLOW_CONN_SPARK_DEFAULT:-$local_spark}"

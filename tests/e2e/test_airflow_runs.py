@@ -1,0 +1,233 @@
+"""The daily scoring DAG run by real Airflow on the small flight-delay project (tests/e2e/project.py),
+its model trained once for the module:
+
+* ``airflow dags test`` of the whole DAG (ingest, features, score, monitor, retrain_request) for one
+  date writes that date's partitions;
+* a backfill over three dates run by ``airflow standalone`` (the ``make airflow`` script) writes
+  three partitions exactly once, although the score task of the middle date is SIGKILLed while it
+  writes: Airflow retries it, and the retry leaves no duplicate.
+
+The project's daily schedule is edited the way a user would, in conf/: it starts with the data
+(2013), has a one-second retry delay, and for the backfill runs features and score only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import signal
+import socket
+import sqlite3
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import psutil
+import pytest
+from deltalake import DeltaTable
+
+from tests.e2e.conftest import BIN, REPO_ROOT
+from tests.e2e.project import TRAIN_RUN_DATE, run, small_project, user_env
+
+pytestmark = pytest.mark.slow
+DAG_ID = "flight_delay__daily_score"
+DAY = "2013-02-02"  # `airflow dags test`
+BACKFILL = ("2013-02-03", "2013-02-04", "2013-02-05")
+KILLED = BACKFILL[1]
+
+
+def _edit_schedule(project: Path, **changes: str) -> None:
+    path = project / "conf" / "schedule" / "daily_score.yaml"
+    text = path.read_text()
+    for key, value in changes.items():
+        text, count = re.subn(rf"(?m)^{key}: .*$", f"{key}: {value}", text)
+        if count == 0:
+            text += f"{key}: {value}\n"
+    path.write_text(text)
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The small project with its raw tables ingested and a champion trained (one Spark process)."""
+    project = small_project(tmp_path_factory.mktemp("airflow") / "project")
+    _edit_schedule(project, start_date='"2013-01-01"', end_date='"2013-12-31"', retry_delay="1s")
+    steps = ["ingest", f"train@{TRAIN_RUN_DATE}", f"evaluate@{TRAIN_RUN_DATE}"]
+    proc = subprocess.run(
+        [str(BIN / "python"), "-m", "tests.e2e.helpers_cluster_steps", str(project), "local[2]", "lake", *steps],
+        cwd=REPO_ROOT,
+        env={**user_env(), "PYTHONPATH": str(REPO_ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
+    return project
+
+
+def _env(project: Path, home: Path) -> dict[str, str]:
+    home.mkdir(parents=True, exist_ok=True)
+    return {
+        **user_env(),
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(project / "dags"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "false",
+        "AIRFLOW_CONN_SPARK_DEFAULT": json.dumps({"conn_type": "spark", "host": "local"}),
+    }
+
+
+def _airflow(env: dict[str, str], *args: str, timeout: int = 600) -> str:
+    proc = subprocess.run([str(BIN / "airflow"), *args], env=env, capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, f"airflow {' '.join(args)}: {proc.stdout[-4000:]}{proc.stderr[-4000:]}"
+    return proc.stdout + proc.stderr
+
+
+def _task_states(home: Path) -> dict[tuple[str, str], tuple[str, int]]:
+    """(logical date, task) -> (state, try number), from Airflow's metadata database."""
+    with sqlite3.connect(f"file:{home / 'airflow.db'}?mode=ro", uri=True, timeout=30) as db:
+        rows = db.execute(
+            "SELECT substr(r.logical_date, 1, 10), t.task_id, t.state, t.try_number FROM task_instance t "
+            "JOIN dag_run r ON r.dag_id = t.dag_id AND r.run_id = t.run_id WHERE t.dag_id = ?",
+            (DAG_ID,),
+        ).fetchall()
+    return {(day, task): (state, tries) for day, task, state, tries in rows}
+
+
+def _rows_by_date(project: Path, table: str, column: str) -> dict[str, int]:
+    frame = DeltaTable(str(project / "lake" / table)).to_pandas(columns=[column])
+    return {str(k): int(v) for k, v in frame[column].astype(str).value_counts().items()}
+
+
+def _check_predictions(project: Path, days: tuple[str, ...]) -> None:
+    """Each day: one copy of each flight, written by one job run, every scheduled flight accounted for."""
+    predictions = DeltaTable(str(project / "lake" / "predictions" / "flight_delay")).to_pandas()
+    population = _rows_by_date(project, "features/flight_delay", "event_date")
+    missing = _rows_by_date(project, "predictions/flight_delay__missing", "run_date")
+    keys = ["carrier", "flight", "origin", "time_hour", "model_alias"]
+    for day in days:
+        rows = predictions[predictions["run_date"].astype(str) == day]
+        assert len(rows) > 500 and not rows.duplicated(keys).any(), day
+        assert rows["job_run_id"].nunique() == 1, day
+        assert len(rows) + missing.get(day, 0) == population[day], day
+
+
+def test_dags_test_runs_the_daily_dag_for_a_date(project: Path, tmp_path: Path) -> None:
+    env = _env(project, tmp_path / "airflow")
+    _airflow(env, "db", "migrate")
+    output = _airflow(env, "dags", "test", DAG_ID, DAY, timeout=900)
+    assert "state=success" in output, output[-3000:]
+    states = _task_states(tmp_path / "airflow")
+    assert {task: states[(DAY, task)][0] for task in ("ingest", "features", "score", "monitor")} == dict.fromkeys(
+        ("ingest", "features", "score", "monitor"), "success"
+    )
+    # No retrain was asked for on that date: the asset event is not emitted.
+    assert states[(DAY, "retrain_request")][0] == "skipped"
+    _check_predictions(project, (DAY,))
+    assert DAY in _rows_by_date(project, "monitoring/data_quality", "run_date")
+    assert DAY in _rows_by_date(project, "features/flight_delay", "event_date")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def _standalone(project: Path, env: dict[str, str], log: Path) -> Iterator[None]:
+    """`make airflow`'s script in its own process group, stopped (the whole group) on exit."""
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [str(project / "scripts" / "airflow_standalone.sh")],
+            cwd=project,
+            env={**env, "AIRFLOW_PORT": str(_free_port())},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + 180
+        while "Airflow is ready" not in log.read_text():
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-4000:]
+            time.sleep(1)
+        yield
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.killpg(proc.pid, sig)
+            except ProcessLookupError:
+                break
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                continue
+
+
+def _kill_score_job(day: str) -> bool:
+    """SIGKILL the spark-submit of the score job for ``day`` and everything it started (its Python driver)."""
+    for proc in psutil.process_iter(["cmdline"]):
+        cmdline = " ".join(proc.info["cmdline"] or ())
+        if (
+            "org.apache.spark.deploy.SparkSubmit" in cmdline
+            and "jobs/score.py" in cmdline
+            and f"run_date={day}" in cmdline
+        ):
+            victims = [proc, *proc.children(recursive=True)]
+            for victim in victims:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    victim.kill()
+            return True
+    return False
+
+
+def test_a_backfill_writes_each_date_once_and_a_killed_task_is_retried(project: Path, tmp_path: Path) -> None:
+    _edit_schedule(project, steps="[features, score]")
+    home = tmp_path / "airflow"
+    env = _env(project, home)
+    staging = project / "lake" / "predictions" / "flight_delay" / "_staging"
+    killed = False
+    with _standalone(project, env, tmp_path / "standalone.log"):
+        # The last run is at 06:00 of the last date (the cron), within the inclusive end.
+        _airflow(
+            env,
+            "backfill",
+            "create",
+            "--dag-id",
+            DAG_ID,
+            "--from-date",
+            BACKFILL[0],
+            "--to-date",
+            f"{BACKFILL[-1]}T06:00",
+        )
+        _airflow(env, "dags", "unpause", DAG_ID)
+        deadline = time.monotonic() + 900
+        checked = 0.0
+        while time.monotonic() < deadline:
+            # Kill the middle date's scoring once its first Parquet file is staged: mid-write.
+            if not killed and any(staging.glob(f"*/run_date={KILLED}/*.parquet")):
+                killed = _kill_score_job(KILLED)
+            if time.monotonic() - checked > 3:
+                checked = time.monotonic()
+                states = _task_states(home)
+                done = [states.get((day, "score"), ("", 0))[0] in ("success", "failed") for day in BACKFILL]
+                if all(done):
+                    break
+            time.sleep(0.02)
+    states = _task_states(home)
+    assert killed, f"the score job of {KILLED} was never seen staging files: {states}"
+    # The killed try died mid-write: its staged files were never published (`lakeforge vacuum` removes them).
+    assert any(staging.glob(f"*/run_date={KILLED}/*.parquet"))
+    run([str(BIN / "lakeforge"), "vacuum", "predictions.flight_delay", "--retention-hours", "0"], project)
+    assert not staging.exists()
+    assert {day: states[(day, "score")] for day in BACKFILL} == {
+        BACKFILL[0]: ("success", 1),
+        KILLED: ("success", 2),  # killed on the first try, retried
+        BACKFILL[2]: ("success", 1),
+    }, (tmp_path / "standalone.log").read_text()[-4000:]
+    assert all(states[(day, "features")][0] == "success" for day in BACKFILL)
+    _check_predictions(project, BACKFILL)
+    features = _rows_by_date(project, "features/flight_delay", "event_date")
+    assert all(features[day] > 500 for day in BACKFILL)
