@@ -28,9 +28,7 @@ def sample_df(spark: Any) -> Any:
     return spark.createDataFrame(sample_rows(), SAMPLE_SCHEMA)
 
 
-def test_first_write_creates_a_standard_partitioned_table(
-    spark: Any, lake_root: Path, sample_df: Any
-) -> None:
+def test_first_write_creates_a_standard_partitioned_table(spark: Any, lake_root: Path, sample_df: Any) -> None:
     catalog = Catalog(lake_root)
     result = write_table(sample_df, catalog, "raw.events", partition_by=["event_date"])
 
@@ -160,11 +158,7 @@ def test_every_commit_carries_lineage(spark: Any, lake_root: Path, sample_df: An
 def test_schema_mismatch_names_table_and_columns(spark: Any, lake_root: Path, sample_df: Any) -> None:
     catalog = Catalog(lake_root)
     write_table(sample_df, catalog, "raw.events", partition_by=["event_date"])
-    changed = (
-        sample_df.drop("flag")
-        .withColumn("n", sample_df["n"].cast("string"))
-        .withColumn("extra", sample_df.id)
-    )
+    changed = sample_df.drop("flag").withColumn("n", sample_df["n"].cast("string")).withColumn("extra", sample_df.id)
 
     with pytest.raises(
         SchemaMismatchError,
@@ -229,3 +223,44 @@ def test_vacuum_removes_unreferenced_old_files_only(spark: Any, lake_root: Path,
     assert all(Path(f).exists() for f in current)
     assert read_table(spark, catalog, "raw.events").count() == 12
     assert dt.datetime.now(dt.UTC) >= table_info(catalog, "raw.events").last_write  # type: ignore[operator]
+
+
+def test_write_rows_commits_driver_rows_like_a_dataframe(spark: Any, lake_root: Path, sample_df: Any) -> None:
+    """Rows written by pyarrow (write_rows) land as Spark's would: same schema, Hive partitions (a null,
+    a value that needs escaping), readable by Spark and delta-rs, and appendable to a table Spark created."""
+    from pyspark.sql.types import StructType
+
+    from lakeforge.lake.delta import write_rows
+
+    catalog = Catalog(lake_root)
+    schema = StructType.fromDDL(SAMPLE_SCHEMA + ", tags array<string>, part string")
+    names = schema.fieldNames()
+    rows = [
+        {**dict(zip(names, r, strict=False)), "tags": [f"t{r[0]}"], "part": ["a/b c", None][r[0] % 2]}
+        for r in sample_rows()
+    ]
+    by_spark = spark.createDataFrame([tuple(row[n] for n in names) for row in rows], schema)
+    write_table(by_spark, catalog, "raw.by_spark", partition_by=["event_date", "part"])
+    result = write_rows(rows, schema, catalog, "raw.by_rows", partition_by=["event_date", "part"])
+    assert (result.version, result.rows) == (0, 12)
+
+    def content(table: str) -> list[tuple[Any, ...]]:
+        frame = read_table(spark, catalog, table)
+        return sorted(tuple(r) for r in frame.select(*names).collect())
+
+    assert content("raw.by_rows") == content("raw.by_spark")
+    assert (
+        DeltaTable(catalog.table_uri("raw.by_rows")).schema() == DeltaTable(catalog.table_uri("raw.by_spark")).schema()
+    )
+    assert DeltaTable(catalog.table_uri("raw.by_rows")).to_pyarrow_table().num_rows == 12
+    # Into the table Spark wrote: replacing one partition keeps the others.
+    first_day = [r for r in rows if r["event_date"] == dt.date(2024, 3, 1)]
+    write_rows(
+        first_day[:1],
+        schema,
+        catalog,
+        "raw.by_spark",
+        mode="overwrite_partitions",
+        replace_partitions=[{"event_date": dt.date(2024, 3, 1), "part": None}],
+    )
+    assert len(content("raw.by_spark")) == 12 - len(first_day) + 1

@@ -104,3 +104,40 @@ def test_gate_promotes_refuses_rolls_back_and_records_each_move(spark: Any, tmp_
     assert fourth is not None and fourth.champion == "2"
     assert "champion v2's validation window 2024-05-31..2024-06-05 overlaps the test window" in fourth.warnings[0]
     assert json.loads(fourth.report_path.read_text())["promoted"] is fourth.decision.promote
+
+
+def test_the_gate_judges_on_the_logged_test_rows_else_rebuilds_them(spark: Any, tmp_path: Path) -> None:
+    """Training logs its test split (``data/test.parquet``); the gate reads it, so it needs no raw table.
+    Without the artifact it rebuilds the same rows from the raw tables at the run's versions."""
+    import shutil
+    from urllib.parse import urlparse
+
+    import mlflow
+    import pandas as pd
+
+    from lakeforge.training.run import TEST_ROWS
+
+    cfg, catalog = make_project(spark, tmp_path)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = mlflow.MlflowClient(uri, registry_uri=uri)
+    v1 = train(spark, cfg, catalog, _lineage("train"))
+    logged = pd.read_parquet(client.download_artifacts(v1.run_id, TEST_ROWS, str(tmp_path)))
+    assert len(logged) == v1.rows["test"] and {"id", "hour_of_day", "key", "n_1d", "late"} <= set(logged.columns)
+
+    raw = Path(catalog.table_uri("raw.ev"))
+    raw.rename(raw.with_name("ev.hidden"))  # the gate must not need it
+    first = evaluate(spark, cfg, catalog, _lineage("evaluate"))
+    raw.with_name("ev.hidden").rename(raw)
+    assert first is not None and first.decision.promote and first.rows == v1.rows["test"]
+    assert first.metrics["challenger"]["roc_auc"] == pytest.approx(v1.metrics["test"]["roc_auc"], abs=1e-12)
+    assert client.get_run(first.run_id).data.tags["lakeforge.inputs"] == '{"raw.ev": 0}'
+
+    worse = cfg.copy()
+    worse.model.params = {"n_estimators": 3, "num_leaves": 3, "verbose": -1}
+    v2 = train(spark, worse, catalog, _lineage("train"))
+    artifacts = Path(urlparse(client.get_run(v2.run_id).info.artifact_uri).path)
+    shutil.rmtree(artifacts / "data")  # an older run, or a split too large to log
+    second = evaluate(spark, worse, catalog, _lineage("evaluate"))
+    assert second is not None and second.rows == v2.rows["test"]
+    assert second.metrics["challenger"]["roc_auc"] == pytest.approx(v2.metrics["test"]["roc_auc"], abs=1e-12)
+    assert second.metrics["champion"]["roc_auc"] == pytest.approx(first.metrics["challenger"]["roc_auc"], abs=1e-12)

@@ -389,6 +389,37 @@ def write_table(df: Any, catalog: Catalog, table: str, **options: Unpack[WriteOp
     return write_staged(stage, delta_schema_from_spark(df.schema), catalog, table, **options)
 
 
+def write_rows(
+    rows: Sequence[Mapping[str, Any]], spark_schema: Any, catalog: Catalog, table: str, **options: Unpack[WriteOptions]
+) -> CommitResult:
+    """Write a few rows computed on the driver (a job's results: monitoring tables, references) as
+    `write_table` writes a DataFrame, in one atomic commit, without a Spark job: pyarrow writes the
+    Parquet. ``spark_schema`` (a StructType) gives the columns and their types, as for a DataFrame."""
+    import pyarrow as pa
+    import pyarrow.dataset as pads
+    from pyspark.sql.pandas.types import to_arrow_schema
+
+    arrow_schema = to_arrow_schema(spark_schema, timezone="UTC")
+    data = pa.Table.from_pylist([{n: row.get(n) for n in arrow_schema.names} for row in rows], schema=arrow_schema)
+
+    def stage(folder: Path, partition_cols: list[str]) -> None:
+        partitioning = None
+        if partition_cols:
+            fields = [arrow_schema.field(c) for c in partition_cols]
+            partitioning = pads.partitioning(pa.schema(fields), flavor="hive")
+        folder.mkdir(parents=True, exist_ok=True)
+        pads.write_dataset(
+            data,
+            folder,
+            format="parquet",
+            partitioning=partitioning,
+            basename_template="part-{i}.snappy.parquet",
+            existing_data_behavior="error",
+        )
+
+    return write_staged(stage, delta_schema_from_spark(spark_schema), catalog, table, **options)
+
+
 def write_staged(
     stage: Callable[[Path, list[str]], None],
     data_schema: Schema,

@@ -22,7 +22,7 @@ import numpy as np
 from lakeforge.errors import ConfigError, FeatureError
 from lakeforge.features.build import ensure_features, spec_from_config
 from lakeforge.lake.catalog import Catalog
-from lakeforge.lake.delta import Lineage, read_table, write_table
+from lakeforge.lake.delta import Lineage, read_table, write_rows
 from lakeforge.monitoring.binning import Counts, FeatureBins, count_bins, feature_kinds, reference_bins
 from lakeforge.monitoring.stats import NUMERIC
 
@@ -151,9 +151,10 @@ def _save(spark: Any, catalog: Catalog, monitor: str, ref: Reference, lineage: L
         s = score_bins()
         data.append((*head, SCORE, NUMERIC, list(s.edges), [], ref.scores.tolist(), 0, now))
     schema = StructType.fromDDL(REFERENCE_SCHEMA)
-    df = spark.createDataFrame(data, schema).coalesce(1)
-    write_table(
-        df,
+    assert isinstance(schema, StructType)
+    write_rows(
+        [dict(zip(schema.fieldNames(), row, strict=True)) for row in data],
+        schema,
         catalog,
         REFERENCE_TABLE,
         mode="append",

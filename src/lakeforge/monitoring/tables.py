@@ -13,7 +13,7 @@ from datetime import date
 from typing import Any
 
 from lakeforge.lake.catalog import Catalog
-from lakeforge.lake.delta import Lineage, write_table
+from lakeforge.lake.delta import Lineage, write_rows
 
 FEATURE_DRIFT = "monitoring.feature_drift"
 PREDICTION_DRIFT = "monitoring.prediction_drift"
@@ -74,28 +74,31 @@ class Rows:
         }
 
 
-def frame_of(spark: Any, table: str, rows: Sequence[dict[str, Any]]) -> Any:
-    """The rows as a Spark frame of the table's schema (one partition: these tables are small)."""
+def schema_of(table: str) -> Any:
+    """The table's columns as a Spark StructType (parsed by Spark: the session must be running)."""
     from pyspark.sql.types import StructType
 
     schema = StructType.fromDDL(SCHEMAS[table])
     if not isinstance(schema, StructType):
         raise TypeError(f"the schema of {table} must be a struct")
-    data = [tuple(row.get(name) for name in schema.fieldNames()) for row in rows]
-    return spark.createDataFrame(data, schema).coalesce(1)
+    return schema
 
 
 def write_all(
     spark: Any, catalog: Catalog, rows: Rows, monitor: str, days: Sequence[date], lineage: Lineage | None
 ) -> dict[str, int]:
-    """Replace the dates' partitions of this monitor in every table; table -> version written."""
+    """Replace the dates' partitions of this monitor in every table; table -> version written.
+
+    The rows are few (per date, feature, alias…) and already on the driver: pyarrow writes them, no
+    Spark job does."""
     versions = {}
     replace = [{"run_date": d, "monitor": monitor} for d in days]
     for table, table_rows in rows.by_table().items():
         if not table_rows and not catalog.exists(table):
             continue  # nothing to write and nothing to clear
-        result = write_table(
-            frame_of(spark, table, table_rows),
+        result = write_rows(
+            table_rows,
+            schema_of(table),
             catalog,
             table,
             mode="overwrite_partitions",

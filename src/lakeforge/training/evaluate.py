@@ -1,9 +1,12 @@
 """The evaluate step: score the challenger, the champion and the baseline on the challenger's test
 window, apply the gate's checks, record the decision, and move ``champion`` only on a pass.
 
-The test rows are rebuilt through the features code path at the raw table versions the challenger
-was trained on (its run's ``lakeforge.inputs``), for its test window (its run's ``window.test``), so
-all three models are judged on the same rows, whatever was ingested since. Each model reads the
+The test rows are the challenger's test split as its training run logged them (``data/test.parquet``),
+so all three models are judged on the rows training measured, whatever was ingested since. When
+that artifact is missing (a split too large to log, a run of an older lakeforge) or lacks a column
+a model reads, they are rebuilt through the features code path at the raw table versions the
+challenger was trained on (its run's ``lakeforge.inputs``), for its test window (its run's
+``window.test``): the same rows, at the cost of a feature computation. Each model reads the
 features of its own signature, so a champion may use other features than the challenger. The gate
 itself (``model.gate``) is the one composed now: the policy in force decides.
 
@@ -31,7 +34,7 @@ from lakeforge.training.data import Window, collect_training_data, model_label, 
 from lakeforge.training.fit import metric
 from lakeforge.training.gate import BASELINE, CHALLENGER, CHAMPION, Decision, decide
 from lakeforge.training.mllib import score_model
-from lakeforge.training.run import BASELINE_TAG
+from lakeforge.training.run import BASELINE_TAG, TEST_ROWS
 
 log = logging.getLogger(__name__)
 
@@ -99,10 +102,28 @@ def _input_names(uri: str) -> list[str]:
     return list(signature.inputs.input_names())
 
 
+def _logged_test_rows(client: Any, run_id: str, columns: list[str]) -> pd.DataFrame | None:
+    """The run's logged test split, if it has every one of ``columns``."""
+    import tempfile
+
+    folder = TEST_ROWS.rsplit("/", 1)[0]
+    if TEST_ROWS not in {a.path for a in client.list_artifacts(run_id, folder)}:
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        frame = pd.read_parquet(client.download_artifacts(run_id, TEST_ROWS, tmp))
+    lacking = [c for c in columns if c not in frame.columns]
+    if lacking:
+        log.info("run %s: the logged test rows lack %s; rebuilding them", run_id, ", ".join(lacking))
+        return None
+    log.info("evaluate: the test rows of run %s (%s, %d rows)", run_id, TEST_ROWS, len(frame))
+    return frame
+
+
 def _test_rows(
-    spark: Any, cfg: Any, catalog: Any, run: Any, version: str, columns: list[str]
+    spark: Any, cfg: Any, catalog: Any, client: Any, run: Any, version: str, columns: list[str]
 ) -> tuple[pd.DataFrame, str, dict[str, int]]:
-    """The challenger's test rows (keys, features in ``columns``, label) at its recorded data versions."""
+    """The challenger's test rows (keys, features in ``columns``, label): logged by its training run, else
+    rebuilt at its recorded data versions."""
     model = cfg.model
     spec = spec_from_config(cfg, str(model.feature_set))
     label = model_label(model, spec)
@@ -114,6 +135,9 @@ def _test_rows(
             key="model.features",
         )
     pinned = json.loads(run.data.tags.get("lakeforge.inputs") or "{}")
+    logged = _logged_test_rows(client, run.info.run_id, [*spec.entity, *features, label])
+    if logged is not None:
+        return logged, label, {str(k): int(v) for k, v in pinned.items()}
     run_date = date.fromisoformat(run.data.tags["lakeforge.run_date"])
     tables = RawTables(spark, catalog, pinned)
     window = _window(run.data.params, version)
@@ -166,7 +190,7 @@ def evaluate(
     gate = model.gate
     judged = [str(c.column) for group in ("slices", "fairness") for c in (gate.get(group) or [])]
     columns = list(dict.fromkeys([c for names in inputs.values() for c in names] + judged))
-    test, label, versions = _test_rows(spark, cfg, catalog, run, challenger, columns)
+    test, label, versions = _test_rows(spark, cfg, catalog, client, run, challenger, columns)
 
     overlap = _overlap(client, name, champion, _window(run.data.params, challenger)) if champion else None
     warnings = [overlap] if overlap else []

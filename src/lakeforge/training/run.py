@@ -45,6 +45,11 @@ COMPOSED_CONFIG = "config/composed.yaml"  # the run's artifact holding its compo
 BASELINE_TAG = "lakeforge.baseline_model_uri"
 # The test split's score histogram (20 equal bins on [0, 1]): monitoring's prediction-drift reference.
 SCORE_REFERENCE = "monitoring/score_reference.json"
+# The test split's rows (keys, event time, features, label): the gate judges every model on them
+# (lakeforge.training.evaluate) instead of rebuilding them from the raw tables. Not logged above
+# TEST_ROWS_MAX_MB in memory: the gate then rebuilds them.
+TEST_ROWS = "data/test.parquet"
+TEST_ROWS_MAX_MB = 256.0
 SCORE_REFERENCE_BINS = 20
 
 
@@ -211,6 +216,7 @@ def fit_and_log(
                 rows = prepared.splits.where(f"{SPLIT} = '{split}'").drop(SPLIT, LABEL)
                 ml.log_spark_split(rows, name, label, catalog, spine, prepared.inputs[spine], split)
         test = data.frames["test"]
+        _log_test_rows(test)
         if mllib:
             test_scores = ml.score_frame(fitted.estimator, spark, test, features)
         else:
@@ -258,6 +264,23 @@ def fit_and_log(
         baseline.metrics if baseline is not None else None,
         curves,
     )
+
+
+def _log_test_rows(test: Any) -> None:
+    """The test split as the run's ``TEST_ROWS`` artifact, when it is small enough."""
+    import tempfile
+
+    import mlflow
+
+    size_mb = float(test.memory_usage(deep=True).sum()) / 1e6
+    if size_mb > TEST_ROWS_MAX_MB:
+        log.info("test split of %.0f MB not logged (over %.0f MB): the gate rebuilds it", size_mb, TEST_ROWS_MAX_MB)
+        return
+    folder, name = TEST_ROWS.rsplit("/", 1)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / name
+        test.to_parquet(path, index=False)
+        mlflow.log_artifact(str(path), folder)
 
 
 def mark_challenger(client: Any, name: str, version: str, run_date: str, run_id: str) -> None:
