@@ -4,14 +4,17 @@ challenger and loadable, and the same metrics from the same data and seed."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from lakeforge.lake.catalog import Catalog
 from lakeforge.lake.delta import Lineage
+from lakeforge.tracking.lineage import split_digest
 from lakeforge.training.run import train
 from tests.spark.helpers_train import make_project
 
@@ -22,7 +25,7 @@ def project(spark: Any, tmp_path: Path) -> tuple[Any, Catalog]:
 
 
 def test_a_training_run_records_its_lineage_and_registers_the_challenger(
-    spark: Any, project: tuple[Any, Catalog]
+    spark: Any, project: tuple[Any, Catalog], tmp_path: Path
 ) -> None:
     import mlflow
 
@@ -49,6 +52,13 @@ def test_a_training_run_records_its_lineage_and_registers_the_challenger(
     sources = {d.dataset.name: (d.dataset.source_type, d.dataset.source) for d in run.inputs.dataset_inputs}
     assert sources["raw.ev"][0] == "delta_table" and '"delta_table_version": 0' in sources["raw.ev"][1]
     assert {"demo.train", "demo.validation", "demo.test"} <= set(sources)
+    test_input = next(d.dataset for d in run.inputs.dataset_inputs if d.dataset.name == "demo.test")
+    assert json.loads(test_input.profile)["num_rows"] == result.rows["test"]
+    # The digest covers every row: that of the test rows the run logged for the gate.
+    logged = pd.read_parquet(client.download_artifacts(result.run_id, "data/test.parquet", str(tmp_path / "dl")))
+    assert test_input.digest == split_digest(logged)
+    columns = {c["name"] for c in json.loads(test_input.schema)["mlflow_colspec"]}
+    assert {"id", "late"} <= columns
 
     artifacts = {a.path for a in client.list_artifacts(result.run_id, "plots/test")}
     assert artifacts == {f"plots/test/{n}.png" for n in ("roc", "pr", "calibration", "confusion")}
