@@ -7,6 +7,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 UV_VERSION := 0.13.8
 STAMP := $(VENV)/.installed
+# The driver JVM's class-data archive (lakeforge.lake.spark_cds): Spark starts ~4 s faster.
+CDS := $(VENV)/lakeforge-spark.stamp
 
 export SPARK_LOCAL_IP := 127.0.0.1
 # DVC stages run `python jobs/…`: the venv's python must come first on PATH.
@@ -27,7 +29,7 @@ help:
 	@echo "make airflow  Airflow standalone on 127.0.0.1 with this project's DAGs (Ctrl-C stops it)"
 	@echo "make lock   re-resolve requirements.lock from pyproject.toml"
 
-setup: $(STAMP) java
+setup: $(STAMP) java $(CDS)
 
 $(STAMP): requirements.lock pyproject.toml
 	@$(PYTHON) -c 'import sys; v = sys.version_info[:2]; sys.exit(0 if v == (3, 11) else \
@@ -40,6 +42,9 @@ $(STAMP): requirements.lock pyproject.toml
 
 java:
 	@scripts/ensure_java.sh
+
+$(CDS): $(STAMP)
+	@$(BIN)/python -m lakeforge.lake.spark_cds
 
 lint: setup
 	$(BIN)/ruff check src tests bench jobs dags features

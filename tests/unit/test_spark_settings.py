@@ -10,14 +10,17 @@ from omegaconf import OmegaConf
 
 from lakeforge.config.schema import SparkConfig
 from lakeforge.errors import EnvironmentSetupError
-from lakeforge.lake.spark import java_version, spark_settings
+from lakeforge.lake import spark as spark_module
+from lakeforge.lake.spark import archive_stamp, java_release, java_version, spark_settings
 
 
 @pytest.fixture(autouse=True)
 def _fresh_java_check() -> Iterator[None]:
     java_version.cache_clear()
+    java_release.cache_clear()
     yield
     java_version.cache_clear()
+    java_release.cache_clear()
 
 
 def _fake_java(home: Path, version_line: str) -> Path:
@@ -64,3 +67,26 @@ def test_settings_micros_utc_quiet_and_passthrough() -> None:
 def test_progress_bar_on_when_asked() -> None:
     settings = spark_settings(OmegaConf.structured(SparkConfig(progress_bar="true")))
     assert settings["spark.ui.showConsoleProgress"] == "true"
+
+
+def test_the_class_data_archive_is_used_only_when_made_for_this_java_and_spark(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("JAVA_HOME", str(_fake_java(tmp_path / "jdk", 'openjdk version "17.0.9" 2023-10-17')))
+    archive = tmp_path / "lakeforge-spark.jsa"
+    monkeypatch.setattr(spark_module, "class_data_archive", lambda: archive)
+    cfg = OmegaConf.structured(SparkConfig(progress_bar="false"))
+
+    def driver_opts() -> str:
+        return spark_settings(cfg)["spark.driver.extraJavaOptions"]
+
+    assert "SharedArchiveFile" not in driver_opts()  # no archive (make setup builds it)
+    archive.write_bytes(b"jsa")
+    assert "SharedArchiveFile" not in driver_opts()  # no stamp: made by what?
+    archive.with_suffix(".stamp").write_text('openjdk version "17.0.8" 2023-07-18 | pyspark 0.0\n')
+    assert "SharedArchiveFile" not in driver_opts()  # another Java build: the JVM would warn
+    assert archive_stamp().startswith('openjdk version "17.0.9" 2023-10-17 | pyspark ')
+    archive.with_suffix(".stamp").write_text(archive_stamp() + "\n")
+    settings = spark_settings(cfg)
+    assert settings["spark.driver.extraJavaOptions"].endswith(f" -XX:SharedArchiveFile={archive}")
+    assert "SharedArchiveFile" not in settings["spark.executor.extraJavaOptions"]  # executors: their own JVMs
