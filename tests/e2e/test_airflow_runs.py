@@ -117,6 +117,8 @@ def _check_predictions(project: Path, days: tuple[str, ...]) -> None:
 def test_dags_test_runs_the_daily_dag_for_a_date(project: Path, tmp_path: Path) -> None:
     env = _env(project, tmp_path / "airflow")
     _airflow(env, "db", "migrate")
+    errors = _airflow(env, "dags", "list-import-errors", "--local", "-o", "json")
+    assert "[]" in [line.strip() for line in errors.splitlines()], errors[-2000:]
     output = _airflow(env, "dags", "test", DAG_ID, DAY, timeout=900)
     assert "state=success" in output, output[-3000:]
     states = _task_states(tmp_path / "airflow")
