@@ -88,15 +88,21 @@ def usable_archive() -> Path | None:
     return None
 
 
+def driver_java_options() -> str:
+    """The driver JVM's options lakeforge sets: its log4j configuration, and the class-data archive
+    when there is one for this Java (also passed by Airflow's spark-submit of a job)."""
+    java_opts = f"-Dlog4j.configurationFile=file:{_LOG4J}"
+    # The driver JVM maps the classes Spark loads at start from an archive (AppCDS): about 4 s less
+    # per Spark process on 2 cores. Executors of a cluster start their own JVMs, without it.
+    archive = usable_archive()
+    return java_opts if archive is None else f"{java_opts} -XX:SharedArchiveFile={archive}"
+
+
 def spark_settings(spark_cfg: Any) -> dict[str, str]:
     """The Spark settings lakeforge applies, from a ``spark`` config node."""
     progress = str(spark_cfg.progress_bar).lower()
     show_progress = sys.stdout.isatty() if progress == "auto" else progress in ("true", "on", "1")
     java_opts = f"-Dlog4j.configurationFile=file:{_LOG4J}"
-    # The driver JVM maps the classes Spark loads at start from an archive (AppCDS): about 4 s less
-    # per Spark process on 2 cores. Executors of a cluster start their own JVMs, without it.
-    archive = usable_archive()
-    driver_opts = java_opts if archive is None else f"{java_opts} -XX:SharedArchiveFile={archive}"
     settings = {
         "spark.driver.memory": str(spark_cfg.driver_memory),
         "spark.sql.shuffle.partitions": str(spark_cfg.shuffle_partitions),
@@ -105,7 +111,7 @@ def spark_settings(spark_cfg: Any) -> dict[str, str]:
         "spark.sql.session.timeZone": "UTC",
         "spark.ui.showConsoleProgress": str(show_progress).lower(),
         "spark.ui.enabled": "false",
-        "spark.driver.extraJavaOptions": driver_opts,
+        "spark.driver.extraJavaOptions": driver_java_options(),
         "spark.executor.extraJavaOptions": java_opts,
         "spark.sql.execution.arrow.pyspark.enabled": "true",
         # Bigger Arrow batches for pandas UDFs (validation, scoring): a fixed cost per batch

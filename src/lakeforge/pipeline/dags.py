@@ -51,6 +51,11 @@ class LakeforgeJobOperator(SparkSubmitOperator):
     """spark-submit of a lakeforge job; only transient failures are left to Airflow's retries."""
 
     def execute(self, context: Any) -> Any:
+        from lakeforge.lake.spark import driver_java_options
+
+        # spark-submit starts the driver JVM before the job's SparkSession settings apply: pass the
+        # driver options lakeforge sets (log4j, the class-data archive) on its command line.
+        self.conf = {"spark.driver.extraJavaOptions": driver_java_options(), **(self.conf or {})}
         try:
             return super().execute(context)
         except AirflowException as exc:
