@@ -54,10 +54,10 @@ lint: setup
 test-deps:
 	@scripts/ensure_test_deps.sh
 
-# Three workers on two cores: the suite waits on JVM starts, subprocesses and servers more than it
-# computes (two workers kept the cores about half busy), so a third keeps them busier.
+# Two workers on two cores (a third made the suite slower: it is CPU-bound); the longest files start
+# first (tests/conftest.py), so the short ones fill the end.
 test: setup test-deps lint
-	$(BIN)/pytest -q -p no:cacheprovider -n 3 --dist loadfile --durations=15
+	$(BIN)/pytest -q -p no:cacheprovider -n 2 --dist loadfile --durations=15
 
 test-unit: setup
 	$(BIN)/pytest -q tests/unit

@@ -100,9 +100,11 @@ def test_editing_one_model_param_reruns_train_onwards_only(repro_project: tuple[
 def test_dvc_exp_run_set_param_reaches_the_jobs(repro_project: tuple[Path, str]) -> None:
     project, _ = repro_project
 
-    output = run([DVC, "exp", "run", "-S", "model.params.num_leaves=63"], project).stdout
+    # Up to the gate: evaluate reruns because train's output changed (score, monitor and report would
+    # follow the same way, a minute and a half more of the suite).
+    output = run([DVC, "exp", "run", "-S", "model.params.num_leaves=63", "evaluate"], project).stdout
 
-    assert stages_run(output) == AFTER_TRAIN
+    assert stages_run(output) == AFTER_TRAIN[:3]
     assert "kept 1 override(s) model.params.num_leaves=63" in output
     assert _num_leaves_of_latest_version(project) == "63"
     params = (project / "params.yaml").read_text()
