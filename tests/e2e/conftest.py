@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -47,3 +48,10 @@ def repro_project(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     run(["git", "add", "-A"], project)
     run(["git", "commit", "-q", "-m", "dvc repro"], project)
     return project, proc.stdout
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now (for a server a test starts)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

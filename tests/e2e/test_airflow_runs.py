@@ -19,7 +19,6 @@ import json
 import os
 import re
 import signal
-import socket
 import sqlite3
 import subprocess
 import time
@@ -31,7 +30,7 @@ import psutil
 import pytest
 from deltalake import DeltaTable
 
-from tests.e2e.conftest import BIN, REPO_ROOT
+from tests.e2e.conftest import BIN, REPO_ROOT, free_port
 from tests.e2e.project import TRAIN_RUN_DATE, run, small_project, user_env
 
 pytestmark = pytest.mark.slow
@@ -135,12 +134,6 @@ def test_dags_test_runs_the_daily_dag_for_a_date(project: Path, tmp_path: Path) 
     assert DAY in _rows_by_date(project, "features/flight_delay", "event_date")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @contextmanager
 def _standalone(project: Path, env: dict[str, str], log: Path) -> Iterator[None]:
     """`make airflow`'s script in its own process group, stopped (the whole group) on exit."""
@@ -148,7 +141,7 @@ def _standalone(project: Path, env: dict[str, str], log: Path) -> Iterator[None]
         proc = subprocess.Popen(
             [str(project / "scripts" / "airflow_standalone.sh")],
             cwd=project,
-            env={**env, "AIRFLOW_PORT": str(_free_port())},
+            env={**env, "AIRFLOW_PORT": str(free_port())},
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,

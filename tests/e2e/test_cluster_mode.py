@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,24 +18,18 @@ from pathlib import Path
 import pytest
 from deltalake import DeltaTable
 
-from tests.e2e.conftest import BIN, REPO_ROOT
+from tests.e2e.conftest import BIN, REPO_ROOT, free_port
 from tests.e2e.project import SCORE_DATES, TRAIN_RUN_DATE, small_project
 
 pytestmark = pytest.mark.slow
 DAY = SCORE_DATES[0]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def master(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A standalone master with two workers of one core each, stopped after the module."""
     where = tmp_path_factory.mktemp("standalone")
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "PYTHON": str(BIN / "python"), "SPARK_WORKERS": "2"}
     env |= {"SPARK_WORKER_CORES": "1", "SPARK_WORKER_MEMORY": "2g"}
     script = str(REPO_ROOT / "scripts" / "spark_standalone.sh")

@@ -50,9 +50,7 @@ def run(command: dict[str, Any], spark: Any) -> dict[str, Any]:
         while not Path(command["wait_for"]).exists():
             time.sleep(0.01)
     df = (
-        spark.range(
-            command["start"], command["start"] + command["rows"], numPartitions=command.get("files", 2)
-        )
+        spark.range(command["start"], command["start"] + command["rows"], numPartitions=command.get("files", 2))
         .withColumn("part", F.lit(command.get("part", "p0")))
         .withColumn("writer", F.lit(command.get("writer", "w")))
     )
@@ -82,9 +80,7 @@ def main() -> None:
     slow_ms = int(os.environ.get("LAKEFORGE_TEST_SLOW_MS", "0"))
     if slow_ms:
         _slow_down(slow_ms)
-    spark = get_spark(
-        OmegaConf.structured(SparkConfig(master="local[1]", shuffle_partitions=1, progress_bar="false"))
-    )
+    spark = get_spark(OmegaConf.structured(SparkConfig(master="local[1]", shuffle_partitions=1, progress_bar="false")))
     print("ready", flush=True)
     for line in sys.stdin:
         if line.strip():

@@ -49,9 +49,22 @@ class PostgresServer:
     def psql(self, sql: str, *, stdin: bytes | None = None, database: str | None = None) -> str:
         """Run ``sql`` as the superuser over the unix socket; ``stdin`` feeds ``COPY … FROM STDIN``."""
         args = [
-            str(self.bin_dir / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-At",
-            "-h", str(self.socket_dir), "-p", str(self.port), "-U", _SUPERUSER,
-            "-d", database or self.database, "-c", sql,
+            str(self.bin_dir / "psql"),
+            "-X",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-At",
+            "-h",
+            str(self.socket_dir),
+            "-p",
+            str(self.port),
+            "-U",
+            _SUPERUSER,
+            "-d",
+            database or self.database,
+            "-c",
+            sql,
         ]
         proc = _run(args, self.os_user, stdin=stdin)
         return proc.stdout.decode()
@@ -119,8 +132,10 @@ def _start(bin_dir: Path, data: Path, log_file: Path, socket_dir: Path, os_user:
         # Durability is pointless for a throwaway server; the speed is not.
         opts = f"-h 127.0.0.1 -p {port} -k {socket_dir} -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         try:
-            _run([str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(log_file), "-w", "-t", "60",
-                  "-o", opts, "start"], os_user)
+            _run(
+                [str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(log_file), "-w", "-t", "60", "-o", opts, "start"],
+                os_user,
+            )
         except RuntimeError:
             log = log_file.read_text(errors="replace") if log_file.is_file() else ""
             if attempt == _START_ATTEMPTS or "could not bind" not in log:
@@ -151,10 +166,23 @@ def running_postgres(
         os.chown(pwfile, pwd.getpwnam(os_user).pw_uid, -1)
     started = False
     try:
-        _run([
-            str(bin_dir / "initdb"), "-D", str(data), "-U", _SUPERUSER, f"--pwfile={pwfile}", "-E", "UTF8",
-            "--locale=C", "--auth-local=trust", "--auth-host=scram-sha-256", "--no-sync",
-        ], os_user)
+        _run(
+            [
+                str(bin_dir / "initdb"),
+                "-D",
+                str(data),
+                "-U",
+                _SUPERUSER,
+                f"--pwfile={pwfile}",
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "--auth-local=trust",
+                "--auth-host=scram-sha-256",
+                "--no-sync",
+            ],
+            os_user,
+        )
         port = _start(bin_dir, data, log_file, root, os_user)
         started = True
         server = PostgresServer("127.0.0.1", port, database, user, password, root, bin_dir, os_user)

@@ -40,9 +40,7 @@ def test_conflicting_overwrite_of_a_partition_loses_cleanly(
     spark: Any, lake_root: Path, monkeypatch: pytest.MonkeyPatch, partition_exists: bool
 ) -> None:
     catalog = Catalog(lake_root)
-    write_table(
-        _frame(spark, 0, "a" if partition_exists else "z", "seed"), catalog, "raw.t", partition_by=["part"]
-    )
+    write_table(_frame(spark, 0, "a" if partition_exists else "z", "seed"), catalog, "raw.t", partition_by=["part"])
     seed_files = set(DeltaTable(catalog.table_uri("raw.t")).file_uris())
     rival = _frame(spark, 100, "a", "rival")
     rival_files: list[str] = []

@@ -73,9 +73,7 @@ def test_sigkill_at_random_moments_keeps_the_table_consistent(spark: Any, lake_r
         outcomes.append((round(delay, 2), rows == (k + 1) * ROWS))
 
         # The job's retry (same app transaction) lands the batch exactly once.
-        retry = write_table(
-            _batch(spark, k), catalog, "raw.kill", partition_by=["part"], app_id=APP_ID, app_version=k
-        )
+        retry = write_table(_batch(spark, k), catalog, "raw.kill", partition_by=["part"], app_id=APP_ID, app_version=k)
         assert retry.skipped == (rows == (k + 1) * ROWS)
         table = read_table(spark, catalog, "raw.kill")
         assert table.count() == table.select("id").distinct().count() == (k + 1) * ROWS

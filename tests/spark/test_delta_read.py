@@ -43,15 +43,11 @@ def test_unknown_and_empty_tables(spark: Any, lake_root: Path) -> None:
     assert empty.count() == 0 and empty.schema.simpleString() == "struct<a:bigint,d:date>"
 
 
-def _foreign_table(
-    uri: Path, protocol: dict[str, Any] | None = None, config: dict[str, str] | None = None
-) -> None:
+def _foreign_table(uri: Path, protocol: dict[str, Any] | None = None, config: dict[str, str] | None = None) -> None:
     """A table not written by lakeforge: files in a flat layout, optionally with a newer protocol."""
     uri.mkdir(parents=True)
     pq.write_table(pa.table({"x": [1, 2]}), uri / "f1.parquet")
-    add = AddAction(
-        "f1.parquet", (uri / "f1.parquet").stat().st_size, {"k": "7"}, 0, True, '{"numRecords":2}'
-    )
+    add = AddAction("f1.parquet", (uri / "f1.parquet").stat().st_size, {"k": "7"}, 0, True, '{"numRecords":2}')
     schema = Schema.from_arrow(pa.schema([("x", pa.int64()), ("k", pa.int32())]))
     create_table_with_add_actions(str(uri), schema, [add], partition_by=["k"])
     if protocol or config:

@@ -31,8 +31,7 @@ def test_join_with_time_travel(spark: Any, catalog: Catalog) -> None:
 def test_subquery_limit_and_same_table_twice(spark: Any, catalog: Catalog) -> None:
     result = run_sql(
         catalog,
-        "SELECT id FROM raw.flights WHERE id IN "
-        "(SELECT id FROM raw.flights WHERE carrier <> 'UA') ORDER BY id",
+        "SELECT id FROM raw.flights WHERE id IN (SELECT id FROM raw.flights WHERE carrier <> 'UA') ORDER BY id",
         engine="spark",
         spark=spark,
         limit=2,

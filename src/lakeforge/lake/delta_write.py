@@ -390,17 +390,31 @@ def write_table(df: Any, catalog: Catalog, table: str, **options: Unpack[WriteOp
 
 
 def write_rows(
-    rows: Sequence[Mapping[str, Any]], spark_schema: Any, catalog: Catalog, table: str, **options: Unpack[WriteOptions]
+    rows: Sequence[Mapping[str, Any] | Sequence[Any]],
+    schema: Any,
+    catalog: Catalog,
+    table: str,
+    **options: Unpack[WriteOptions],
 ) -> CommitResult:
     """Write a few rows computed on the driver (a job's results: monitoring tables, references) as
     `write_table` writes a DataFrame, in one atomic commit, without a Spark job: pyarrow writes the
-    Parquet. ``spark_schema`` (a StructType) gives the columns and their types, as for a DataFrame."""
+    Parquet. As for ``spark.createDataFrame``, ``schema`` is a StructType or a DDL string (parsed by
+    the running Spark), and a row is a mapping by column name or a tuple in the schema's order."""
     import pyarrow as pa
     import pyarrow.dataset as pads
     from pyspark.sql.pandas.types import to_arrow_schema
+    from pyspark.sql.types import StructType
 
+    spark_schema = StructType.fromDDL(schema) if isinstance(schema, str) else schema
+    if not isinstance(spark_schema, StructType):
+        raise UsageError(f"write_rows of '{table}': the schema must be a struct, got {spark_schema}")
     arrow_schema = to_arrow_schema(spark_schema, timezone="UTC")
-    data = pa.Table.from_pylist([{n: row.get(n) for n in arrow_schema.names} for row in rows], schema=arrow_schema)
+    names = arrow_schema.names
+    by_name = [
+        {n: row.get(n) for n in names} if isinstance(row, Mapping) else dict(zip(names, row, strict=True))
+        for row in rows
+    ]
+    data = pa.Table.from_pylist(by_name, schema=arrow_schema)
 
     def stage(folder: Path, partition_cols: list[str]) -> None:
         partitioning = None

@@ -70,9 +70,9 @@ def class_data_archive() -> Path:
 
 def archive_stamp() -> str:
     """What a class-data archive is valid for: this Java build and this Spark."""
-    import pyspark
+    from importlib.metadata import version  # not `import pyspark`: Airflow tasks ask this too
 
-    return f"{java_release()} | pyspark {pyspark.__version__}"
+    return f"{java_release()} | pyspark {version('pyspark')}"
 
 
 def usable_archive() -> Path | None:
@@ -88,10 +88,15 @@ def usable_archive() -> Path | None:
     return None
 
 
+def log4j_option() -> str:
+    """The JVM option pointing log4j at lakeforge's quieter configuration."""
+    return f"-Dlog4j.configurationFile=file:{_LOG4J}"
+
+
 def driver_java_options() -> str:
     """The driver JVM's options lakeforge sets: its log4j configuration, and the class-data archive
     when there is one for this Java (also passed by Airflow's spark-submit of a job)."""
-    java_opts = f"-Dlog4j.configurationFile=file:{_LOG4J}"
+    java_opts = log4j_option()
     # The driver JVM maps the classes Spark loads at start from an archive (AppCDS): about 4 s less
     # per Spark process on 2 cores. Executors of a cluster start their own JVMs, without it.
     archive = usable_archive()
@@ -102,7 +107,7 @@ def spark_settings(spark_cfg: Any) -> dict[str, str]:
     """The Spark settings lakeforge applies, from a ``spark`` config node."""
     progress = str(spark_cfg.progress_bar).lower()
     show_progress = sys.stdout.isatty() if progress == "auto" else progress in ("true", "on", "1")
-    java_opts = f"-Dlog4j.configurationFile=file:{_LOG4J}"
+    java_opts = log4j_option()
     settings = {
         "spark.driver.memory": str(spark_cfg.driver_memory),
         "spark.sql.shuffle.partitions": str(spark_cfg.shuffle_partitions),

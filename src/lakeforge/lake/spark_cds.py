@@ -12,7 +12,6 @@ JDK or pyspark means no archive, not a JVM warning at every start; rerun this to
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import tempfile
@@ -22,17 +21,13 @@ from pathlib import Path
 WORKLOAD = """
 import sys, tempfile
 from omegaconf import OmegaConf
-from pyspark.sql import SparkSession
 from lakeforge.config.schema import SparkConfig
-from lakeforge.lake.spark import spark_settings
+from lakeforge.lake.spark import get_spark, log4j_option
 
-cfg = OmegaConf.structured(SparkConfig(master="local[2]", progress_bar="false"))
-settings = spark_settings(cfg)
-settings["spark.driver.extraJavaOptions"] += " -XX:ArchiveClassesAtExit=" + sys.argv[1]
-builder = SparkSession.builder.master(cfg.master).appName("lakeforge-cds")
-for key, value in settings.items():
-    builder = builder.config(key, value)
-spark = builder.getOrCreate()
+# No archive mapped while one is dumped: the driver options are set here, not by driver_java_options().
+options = log4j_option() + " -XX:ArchiveClassesAtExit=" + sys.argv[1]
+conf = {"spark.driver.extraJavaOptions": options}
+spark = get_spark(OmegaConf.structured(SparkConfig(master="local[2]", progress_bar="false", conf=conf)))
 with tempfile.TemporaryDirectory() as tmp:
     frame = spark.range(20000).selectExpr("id", "id % 7 AS k", "CAST(id AS DOUBLE) / 3 AS v", "DATE'2013-01-01' AS d")
     frame.write.partitionBy("d").parquet(tmp + "/t")
@@ -53,14 +48,8 @@ def build(archive: Path) -> float:
     archive.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=archive.parent) as tmp:
         partial = Path(tmp) / archive.name
-        env = {
-            **os.environ,
-            "SPARK_LOCAL_IP": os.environ.get("SPARK_LOCAL_IP", "127.0.0.1"),
-            "PYSPARK_PYTHON": sys.executable,
-            "PYSPARK_DRIVER_PYTHON": sys.executable,
-        }
         proc = subprocess.run(
-            [sys.executable, "-c", WORKLOAD, str(partial)], env=env, capture_output=True, text=True, timeout=600
+            [sys.executable, "-c", WORKLOAD, str(partial)], capture_output=True, text=True, timeout=600
         )
         if proc.returncode != 0 or not partial.is_file():
             raise RuntimeError(f"the archive was not written (exit {proc.returncode}): {proc.stderr.strip()[-2000:]}")

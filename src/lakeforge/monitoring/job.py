@@ -370,7 +370,7 @@ def monitor(spark: Any, cfg: Any, catalog: Catalog, lineage: Lineage, *, replay:
     with timer("alerts"):
         notifications, requests = _alerts(spark, catalog, cfg, rules, channels, name, model, results, out, replay, now)
     with timer("writes"):
-        versions = tables.write_all(spark, catalog, out, name, days, lineage)
+        versions = tables.write_all(catalog, out, name, days, lineage)
     log.info("monitor %s: %s", name, ", ".join(f"{k} {v:.1f} s" for k, v in timer.seconds.items()))
     return MonitorResult(name, model, start, end, results, versions, notifications, requests, timer.seconds)
 

@@ -129,9 +129,7 @@ def _saved(spark: Any, catalog: Catalog, monitor: str, reference_id: str, featur
     )
 
 
-def _save(spark: Any, catalog: Catalog, monitor: str, ref: Reference, lineage: Lineage | None) -> None:
-    from pyspark.sql.types import StructType
-
+def _save(catalog: Catalog, monitor: str, ref: Reference, lineage: Lineage | None) -> None:
     now = datetime.now(UTC)
     head = (monitor, ref.reference_id, ref.description, ref.start, ref.end, ref.days, ref.counts.rows)
     data = [
@@ -150,11 +148,9 @@ def _save(spark: Any, catalog: Catalog, monitor: str, ref: Reference, lineage: L
     if ref.scores is not None:
         s = score_bins()
         data.append((*head, SCORE, NUMERIC, list(s.edges), [], ref.scores.tolist(), 0, now))
-    schema = StructType.fromDDL(REFERENCE_SCHEMA)
-    assert isinstance(schema, StructType)
     write_rows(
-        [dict(zip(schema.fieldNames(), row, strict=True)) for row in data],
-        schema,
+        data,
+        REFERENCE_SCHEMA,
         catalog,
         REFERENCE_TABLE,
         mode="append",
@@ -290,5 +286,5 @@ def _build(
     days = (end - start).days + 1
     score_rows = int(scores.sum()) if scores is not None else 0
     ref = Reference(reference_id, description, start, end, days, bins, counted[()], scores, score_rows, note)
-    _save(spark, catalog, str(cfg.monitor.name), ref, lineage)
+    _save(catalog, str(cfg.monitor.name), ref, lineage)
     return ref

@@ -74,18 +74,8 @@ class Rows:
         }
 
 
-def schema_of(table: str) -> Any:
-    """The table's columns as a Spark StructType (parsed by Spark: the session must be running)."""
-    from pyspark.sql.types import StructType
-
-    schema = StructType.fromDDL(SCHEMAS[table])
-    if not isinstance(schema, StructType):
-        raise TypeError(f"the schema of {table} must be a struct")
-    return schema
-
-
 def write_all(
-    spark: Any, catalog: Catalog, rows: Rows, monitor: str, days: Sequence[date], lineage: Lineage | None
+    catalog: Catalog, rows: Rows, monitor: str, days: Sequence[date], lineage: Lineage | None
 ) -> dict[str, int]:
     """Replace the dates' partitions of this monitor in every table; table -> version written.
 
@@ -98,7 +88,7 @@ def write_all(
             continue  # nothing to write and nothing to clear
         result = write_rows(
             table_rows,
-            schema_of(table),
+            SCHEMAS[table],
             catalog,
             table,
             mode="overwrite_partitions",

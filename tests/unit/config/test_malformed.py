@@ -364,7 +364,9 @@ CASES: dict[str, Case] = {
         "categorical: {method: jensenshannon",
         "categorical: {method: ks",
         (),
-        ("conf/monitor/flight_delay.yaml: monitor.drift.categorical.method: 'ks' does not apply to categorical values",),
+        (
+            "conf/monitor/flight_delay.yaml: monitor.drift.categorical.method: 'ks' does not apply to categorical values",
+        ),
     ),
     "bad override syntax": Case(
         None,
