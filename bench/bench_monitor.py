@@ -62,8 +62,12 @@ def monitor_config(root: Path) -> Any:
     return cfg
 
 
-def main(quick: bool = False, rows: int | None = None, runs: int = 3, keep: Path | None = None) -> bool:
-    """Run the benchmark, record it, and return whether it met its target."""
+def main(
+    quick: bool = False, rows: int | None = None, runs: int = 3, keep: Path | None = None, workspace: Path | None = None
+) -> bool:
+    """Run the benchmark, record it, and return whether it met its target (``keep``, ``workspace``:
+    as `bench.bench_score.main`'s)."""
+    keep = keep or (workspace / "score" if workspace is not None else None)
     from lakeforge.lake.catalog import Catalog
     from lakeforge.lake.delta import Lineage, new_job_run_id
     from lakeforge.monitoring.job import monitor

@@ -196,14 +196,15 @@ def check_agreement(catalog: Any, estimator: Any, day: date, udf_out: Path | Non
 # --- memory ------------------------------------------------------------------------------------------
 
 
-def memory_probe(root: Path, day: date) -> dict[str, Any]:
-    """In a fresh process: start Spark, then one `score` of ``day`` (default reasons), RSS polled throughout."""
+def memory_probe(root: Path, day: date, reasons: str = "auto") -> dict[str, Any]:
+    """In a fresh process: start Spark, then one `score` of ``day`` (reasons method ``reasons``, default
+    ``auto``: path attribution), RSS polled throughout."""
     from lakeforge.lake.catalog import Catalog
 
     spark = bench_spark(SHUFFLE_PARTITIONS)
     try:
         catalog = Catalog(root / "lake")
-        cfg = score_config(root, run_date=day)
+        cfg = score_config(root, run_date=day, reasons={"method": reasons})
         management = spark.sparkContext._jvm.java.lang.management.ManagementFactory
         pools = [p for p in management.getMemoryPoolMXBeans() if str(p.getType().name()) == "HEAP"]
         for pool in pools:
@@ -233,9 +234,9 @@ def _maxrss() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
 
 
-def run_probe(root: Path, day: date) -> dict[str, Any]:
+def run_probe(root: Path, day: date, reasons: str = "auto") -> dict[str, Any]:
     """Run `memory_probe` in a new Python process (a fresh driver JVM) and return what it measured."""
-    cmd = [sys.executable, "-m", "bench.bench_score", _PROBE_FLAG, str(root), day.isoformat()]
+    cmd = [sys.executable, "-m", "bench.bench_score", _PROBE_FLAG, str(root), day.isoformat(), reasons]
     done = subprocess.run(cmd, check=False, capture_output=True, text=True, cwd=REPO_ROOT)
     lines = [line for line in done.stdout.splitlines() if line.startswith(_PROBE_MARK)]
     if done.returncode != 0 or not lines:
@@ -363,12 +364,16 @@ def main(
     diagnose: bool = False,
     build: bool = False,
     keep: Path | None = None,
+    workspace: Path | None = None,
 ) -> bool:
-    """Run the benchmark, record it, and return whether it met its targets."""
+    """Run the benchmark, record it, and return whether it met its targets. ``keep``: the project
+    folder, reused when it holds one; ``workspace``: `python -m bench`'s, whose ``score`` folder
+    the monitor and scale benchmarks use too."""
     import mlflow
 
     from lakeforge.lake.catalog import Catalog
 
+    keep = keep or (workspace / "score" if workspace is not None else None)
     rows = rows or (500_000 if quick else 5_000_000)
     small_rows = small_rows or max(1, rows // 5)
     root = keep or Path(tempfile.mkdtemp(prefix="lakeforge-bench-score-"))
@@ -570,7 +575,7 @@ def _parse(argv: list[str]) -> argparse.Namespace:
 if __name__ == "__main__":
     if _PROBE_FLAG in sys.argv:
         at = sys.argv.index(_PROBE_FLAG)
-        measured = memory_probe(Path(sys.argv[at + 1]), date.fromisoformat(sys.argv[at + 2]))
+        measured = memory_probe(Path(sys.argv[at + 1]), date.fromisoformat(sys.argv[at + 2]), sys.argv[at + 3])
         print(_PROBE_MARK + json.dumps(measured), flush=True)
         sys.exit(0)
     args = _parse(sys.argv[1:])

@@ -26,11 +26,13 @@ BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
 RESULTS_DIR = BENCH_DIR / "results"
 LATEST = RESULTS_DIR / "latest.md"
+LATEST_JSON = RESULTS_DIR / "latest.json"
 MIN_RUNS = 3
 _LATEST_HEADER = (
     "# Latest benchmark results\n\n"
-    "Written by `.venv/bin/python -m bench`; one row per benchmark, replaced on each run. "
-    "Details and machine facts: `bench/results/<name>.json`.\n\n"
+    "Written by `make bench` (`.venv/bin/python -m bench`); one row per benchmark, replaced each time "
+    "it runs. The same rows with the machine facts: `bench/results/latest.json`; every timing and "
+    "detail: `bench/results/<name>.json`.\n\n"
     "| benchmark | figure | ratio to reference | target | result | when | commit |\n"
     "| --- | --- | --- | --- | --- | --- | --- |\n"
 )
@@ -133,8 +135,27 @@ def record(result: Result) -> Path:
     payload = {"recorded_at": when, "machine": facts, **asdict(result)}
     path = RESULTS_DIR / f"{result.name}.json"
     path.write_text(json.dumps(payload, indent=2, default=str) + "\n")
-    _update_latest(result, when, str(facts["git_commit"]) + ("+dirty" if facts["git_dirty"] else ""))
+    commit = str(facts["git_commit"]) + ("+dirty" if facts["git_dirty"] else "")
+    _update_latest(result, when, commit)
+    _update_latest_json(result, when, commit, facts)
     return path
+
+
+def _update_latest_json(result: Result, when: str, commit: str, facts: dict[str, Any]) -> None:
+    """``latest.json``: the headline of every benchmark (as in latest.md) and each one's machine facts."""
+    latest = json.loads(LATEST_JSON.read_text()) if LATEST_JSON.exists() else {}
+    rows = latest.get("benchmarks", {})
+    rows[result.name] = {
+        "figure": result.figure,
+        "ratio": result.ratio,
+        "target": result.target,
+        "passed": result.passed,
+        "recorded_at": when,
+        "commit": commit,
+        "machine": facts,
+    }
+    payload = {"benchmarks": dict(sorted(rows.items())), "all_passed": all(r["passed"] for r in rows.values())}
+    LATEST_JSON.write_text(json.dumps(payload, indent=2, default=str) + "\n")
 
 
 def _update_latest(result: Result, when: str, commit: str) -> None:

@@ -136,10 +136,7 @@ def write_tables(
     """
     import time
 
-    from pyspark.sql import functions as F  # noqa: N812
-
     from lakeforge.features.build import build_features
-    from lakeforge.features.compute import EVENT_DATE
     from lakeforge.lake.delta import Lineage, new_job_run_id, write_table
 
     seconds: dict[str, float] = {}
@@ -152,17 +149,44 @@ def write_tables(
     if build:
         version = build_features(spark, score_config(root), catalog, lineage, SMALL_DAY, DAY).version
     else:
-        features = frame.select(
-            "id", "ts", F.to_date("ts").alias(EVENT_DATE), *[F.col(f"x{i}").alias(f) for i, f in enumerate(FEATURES)]
-        )
-        written = write_table(
-            features.repartition(features[EVENT_DATE]),
-            catalog,
-            f"features.{FEATURE_SET}",
-            mode="overwrite_partitions",
-            partition_by=[EVENT_DATE],
-            lineage=lineage,
-        )
-        version = written.version
+        version = _write_features(frame, catalog, lineage)
     seconds["features_s"] = time.perf_counter() - started
     return version, seconds
+
+
+def _write_features(frame: Any, catalog: Any, lineage: Any, files: int | None = None) -> int:
+    """The rows' features straight to features.bench_score, laid out as `build_features` lays them out
+    (partitioned by event_date, one file per date; or ``files`` files, for a frame of one date); the
+    table version written."""
+    from pyspark.sql import functions as F  # noqa: N812
+
+    from lakeforge.features.compute import EVENT_DATE
+    from lakeforge.lake.delta import write_table
+
+    features = frame.select(
+        "id", "ts", F.to_date("ts").alias(EVENT_DATE), *[F.col(f"x{i}").alias(f) for i, f in enumerate(FEATURES)]
+    )
+    by_date = features.repartition(files) if files else features.repartition(features[EVENT_DATE])
+    written = write_table(
+        by_date,
+        catalog,
+        f"features.{FEATURE_SET}",
+        mode="overwrite_partitions",
+        partition_by=[EVENT_DATE],
+        lineage=lineage,
+    )
+    return written.version
+
+
+def add_day(spark: Any, catalog: Any, day: date, rows: int, first_id: int, seed: int) -> float:
+    """One more date of ``rows`` rows (ids from ``first_id``) appended to raw.events and written to
+    features.bench_score in files of 5M rows at most (the scale benchmark's 20M date); seconds taken."""
+    import time
+
+    from lakeforge.lake.delta import Lineage, new_job_run_id, write_table
+
+    started = time.perf_counter()
+    frame = _day_frame(spark, day, rows, first_id, seed)
+    write_table(frame.select("id", "ts"), catalog, f"raw.{SPINE}")
+    _write_features(frame, catalog, Lineage(new_job_run_id(), step="features"), files=-(-rows // 5_000_000))
+    return time.perf_counter() - started

@@ -105,15 +105,14 @@ def check(overrides: OverridesArg = None, conf_dir: ConfDirOpt = None) -> None:
     """Compose every pipeline in conf/ and report every problem (no JVM starts)."""
 
     def body() -> None:
-        from lakeforge.config import check_all
+        from lakeforge.config import check_all_with_default
 
         conf = _conf_dir(conf_dir)
-        pipelines, problems = check_all(list(overrides or []), conf_dir=conf)
-        if not problems and not overrides:
-            from lakeforge.config import load_config
+        pipelines, problems, default = check_all_with_default(list(overrides or []), conf_dir=conf)
+        if not problems and not overrides and default is not None:
             from lakeforge.config.params import stale_params
 
-            stale = stale_params(load_config([], conf_dir=conf), conf.parent)
+            stale = stale_params(default, conf.parent)
             problems += [stale] if stale else []
         for problem in problems:
             _err(f"error: {problem}")

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from lakeforge.config.compose import (
         check_all,
+        check_all_with_default,
         config_hash,
         find_conf_dir,
         load_config,
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 _MODULES = {
     "LakeforgeConfig": "schema",
     "check_all": "compose",
+    "check_all_with_default": "compose",
     "config_hash": "compose",
     "find_conf_dir": "compose",
     "load_config": "compose",
@@ -37,6 +39,7 @@ _MODULES = {
 __all__ = [
     "LakeforgeConfig",
     "check_all",
+    "check_all_with_default",
     "config_hash",
     "find_conf_dir",
     "load_config",
