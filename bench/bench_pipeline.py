@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.harness import REPO_ROOT, Result, median, report, time_alternating
+from bench.harness import REPO_ROOT, RESULTS_DIR, Result, median, report, time_alternating
 
 NAME = "pipeline"
 TARGET_DEMO_S = 300.0
@@ -41,10 +41,19 @@ def _env(cache: Path) -> dict[str, str]:
     return env
 
 
+LOG = RESULTS_DIR / "tmp" / "pipeline.log"  # the last failing command's whole output (git-ignored)
+
+
 def _run(command: list[str], env: dict[str, str], cwd: Path = REPO_ROOT) -> None:
     done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, check=False)
     if done.returncode != 0:
-        raise RuntimeError(f"{' '.join(command)} failed ({done.returncode}): {(done.stderr or done.stdout)[-2000:]}")
+        LOG.parent.mkdir(parents=True, exist_ok=True)
+        LOG.write_text(f"$ {' '.join(command)}  (in {cwd})\n{done.stdout}\n{done.stderr}")
+        errors = [line for line in done.stderr.splitlines() if line.lower().startswith(("error", "lakeforge:"))]
+        raise RuntimeError(
+            f"{' '.join(command)} failed ({done.returncode}): {' | '.join(errors[:3]) or done.stderr[-500:]} "
+            f"(whole output: {LOG})"
+        )
 
 
 def _tool(name: str) -> str:

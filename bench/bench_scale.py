@@ -4,16 +4,19 @@ Each size runs once in a fresh Python process (a fresh driver JVM: a JVM's RSS o
 what it has run), with the process's peak memory polled throughout (`bench.harness.RssPeak`):
 
 - **scoring**: `lakeforge.scoring.job.score` of one date of the scoring workload
-  (`bench/score_workload.py`: 30 features, LightGBM 100 trees, the default reasons: path
-  attribution, top 5), through `bench.bench_score.run_probe`. The dates of 1M and 5M rows are
-  the scoring benchmark's own (one file each); the 20M date is added to the same project, in
-  files of 5M rows. The model is the workload's (trained on every 25th row of the 5M date).
+  (`bench/score_workload.py`: 30 features, LightGBM 100 trees, reasons off: the data plane's
+  cost; the `score` benchmark prices the reasons), through `bench.bench_score.run_probe`. The
+  dates of 1M and 5M rows are the scoring benchmark's own (one file each); the 20M date is added
+  to the same project, in files of 5M rows. The model is the workload's (trained on every 25th
+  row of the 5M date).
 - **features**: the feature benchmark's build (`bench/bench_features.py`: 3 trailing windows and
-  1 as-of join over 10k entities and 90 days, ~1.8M readings) of N events written to Parquet,
-  through `bench.bench_features.run_probe`.
+  1 as-of join over 90 days) of N events written to Parquet, through
+  `bench.bench_features.run_probe`. Every input grows with N: N / 100 entities, each with ~2
+  readings a day (1.8M readings at 1M events, 36M at 20M).
 
-The clock starts after Spark is up, so each figure is the job's own time (Python workers, model
-load, Delta read, writes and commits included). Per size: seconds, microseconds per row, the
+Each process first runs the job once on a small input, untimed (a 100k-row date; the first
+day of the events), so the clock sees the steady state: Python workers up, modules imported,
+the model loaded, Spark's code generated. The peaks cover the warm-up too. Per size: seconds, microseconds per row, the
 Python driver's and the driver JVM's peak RSS. Targets: per job, the time per row at every size
 within 25% of the smallest per-row time at any size (cost grows linearly), and each process's
 peak RSS within 25% of its smallest (memory stays flat). The plot, ``bench/results/scale.png``,
@@ -41,6 +44,9 @@ SIZES = (1_000_000, 5_000_000, 20_000_000)
 QUICK_SIZES = (100_000, 500_000, 2_000_000)
 TARGET_SPREAD = 1.25  # largest / smallest, for time per row and for each peak RSS
 LARGE_DAY = date(2013, 10, 17)  # the scoring workload's third date (SMALL_DAY, DAY are the other two)
+WARMUP_DAY = date(2013, 10, 14)  # a small date each scoring probe scores first, untimed
+WARMUP_ROWS = 100_000
+EVENTS_PER_ENTITY = 100  # the feature workload grows in entities (and their readings) with the events
 SHUFFLE_PARTITIONS = 8  # conf/spark/local.yaml
 PLOT = RESULTS_DIR / "scale.png"
 MB = 2**20
@@ -70,8 +76,11 @@ def scoring_project(root: Path, sizes: tuple[int, int, int]) -> dict[int, date]:
             write_tables(spark, root, catalog, medium, small, False)
             register_model(score_config(root), feature_matrix(catalog, DAY)[::TRAIN_EVERY].copy())
         written = arrow_dataset(catalog, f"features.{FEATURE_SET}").to_table(columns=["event_date"])
-        if LARGE_DAY not in set(written.column("event_date").unique().to_pylist()):
+        dates = set(written.column("event_date").unique().to_pylist())
+        if LARGE_DAY not in dates:
             add_day(spark, catalog, LARGE_DAY, large, first_id=10 * large, seed=3)
+        if WARMUP_DAY not in dates:
+            add_day(spark, catalog, WARMUP_DAY, WARMUP_ROWS, first_id=20 * large, seed=4)
     finally:
         spark.stop()
     return {small: SMALL_DAY, medium: DAY, large: LARGE_DAY}
@@ -85,7 +94,7 @@ def measure(root: Path, sizes: tuple[int, int, int], reuse: Path | None) -> dict
     found: dict[str, dict[int, dict[str, Any]]] = {"scoring": {}, "features": {}}
     project = reuse or root / "score"
     for rows, day in scoring_project(project, sizes).items():
-        probe = bench_score.run_probe(project, day)
+        probe = bench_score.run_probe(project, day, reasons="none", warmup=WARMUP_DAY)
         if probe["rows"] != rows:
             raise RuntimeError(f"scoring {day}: {probe['rows']:,} rows scored, expected {rows:,}")
         found["scoring"][rows] = {
@@ -96,14 +105,16 @@ def measure(root: Path, sizes: tuple[int, int, int], reuse: Path | None) -> dict
         }
     for rows in sizes:
         started = time.perf_counter()
-        workload = make_workload(root / f"features-{rows}", events=rows)
+        entities = max(1, rows // EVENTS_PER_ENTITY)
+        workload = make_workload(root / f"features-{rows}", events=rows, entities=entities)
         generated = time.perf_counter() - started
-        probe = bench_features.run_probe(workload)
+        probe = bench_features.run_probe(workload, warmup=True)
         found["features"][rows] = {
             "seconds": probe["build_s"],
             "python": probe["python_peak_bytes"],
             "jvm": probe["jvm_peak_bytes"],
             "generate_s": generated,
+            "inputs": {"entities": entities, "readings": workload.readings},
             "probe": probe,
         }
         shutil.rmtree(root / f"features-{rows}", ignore_errors=True)
@@ -194,7 +205,7 @@ def main(quick: bool = False, workspace: Path | None = None) -> bool:
                         "us_per_row": m["seconds"] / n * 1e6,
                         "python_peak_mb": m["python"] / MB,
                         "jvm_peak_mb": m["jvm"] / MB,
-                        **({"generate_s": m["generate_s"]} if "generate_s" in m else {}),
+                        **{k: m[k] for k in ("generate_s", "inputs") if k in m},
                     }
                     for n, m in sorted(per_size.items())
                 }
