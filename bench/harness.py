@@ -123,7 +123,8 @@ def machine_facts() -> dict[str, Any]:
         "git_commit": _run(["git", "rev-parse", "--short=12", "HEAD"]) or None,
         # Other work on the machine skews timings; the 1/5/15-minute load shows whether there was any.
         "load_average": [round(x, 2) for x in os.getloadavg()],
-        "git_dirty": bool(_run(["git", "status", "--porcelain", "--untracked-files=no"])),
+        # Results written by earlier benchmarks of the same run do not make the code dirty.
+        "git_dirty": bool(_run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!bench/results"])),
     }
 
 
