@@ -29,6 +29,7 @@ minutes); the sizes themselves are the repeated measurement of the cost per row.
 from __future__ import annotations
 
 import argparse
+import itertools
 import shutil
 import sys
 import tempfile
@@ -121,6 +122,16 @@ def measure(root: Path, sizes: tuple[int, int, int], reuse: Path | None) -> dict
     return found
 
 
+def marginal_us_per_row(per_size: dict[int, dict[str, Any]]) -> list[float]:
+    """Microseconds per added row between consecutive sizes: the cost per row without the fixed cost
+    every run pays once (session, model, commit), which the time per row at the smallest size includes."""
+    sizes = sorted(per_size)
+    return [
+        (per_size[big]["seconds"] - per_size[small]["seconds"]) / (big - small) * 1e6
+        for small, big in itertools.pairwise(sizes)
+    ]
+
+
 def spreads(per_size: dict[int, dict[str, Any]]) -> dict[str, float]:
     """Largest / smallest of the time per row and of each peak RSS, over the sizes."""
     us = [m["seconds"] / rows * 1e6 for rows, m in per_size.items()]
@@ -182,8 +193,9 @@ def main(quick: bool = False, workspace: Path | None = None) -> bool:
     for job, per_size in found.items():
         us = ", ".join(f"{_short(n)} {m['seconds'] / n * 1e6:.1f}" for n, m in sorted(per_size.items()))
         rss = ", ".join(f"{m['jvm'] / MB:,.0f}" for _, m in sorted(per_size.items()))
+        steps = ", ".join(f"{u:.1f}" for u in marginal_us_per_row(per_size))
         parts.append(
-            f"{job} µs/row {us} (x{spread[job]['us_per_row']:.2f}), driver JVM MB {rss} "
+            f"{job} µs/row {us} (x{spread[job]['us_per_row']:.2f}; per added row {steps}), driver JVM MB {rss} "
             f"(x{spread[job]['jvm']:.2f}, Python x{spread[job]['python']:.2f})"
         )
     result = Result(
@@ -198,6 +210,7 @@ def main(quick: bool = False, workspace: Path | None = None) -> bool:
         details={
             "sizes": list(sizes),
             "spreads": spread,
+            "marginal_us_per_row": {job: marginal_us_per_row(per_size) for job, per_size in found.items()},
             "per_size": {
                 job: {
                     _short(n): {
@@ -213,7 +226,10 @@ def main(quick: bool = False, workspace: Path | None = None) -> bool:
             },
             "probes": {job: {_short(n): m["probe"] for n, m in per_size.items()} for job, per_size in found.items()},
             "plot": str(PLOT.relative_to(RESULTS_DIR.parent.parent)),
-            "note": "one run per size, each in a fresh process; driver memory 4g; scoring with path reasons",
+            "note": (
+                "one run per size, each in a fresh process; driver memory 4g; "
+                "scoring without reasons (the score benchmark prices them)"
+            ),
             "wall_s": time.perf_counter() - started,
         },
     )

@@ -80,6 +80,13 @@ def test_scale_spreads_are_largest_over_smallest_of_time_per_row_and_each_peak()
     assert growing["us_per_row"] == pytest.approx(1.8) and growing["jvm"] == pytest.approx(4.0)
 
 
+def test_scale_marginal_cost_leaves_out_the_fixed_cost_of_a_run() -> None:
+    # 5 s paid once per run plus 5 µs per row: the time per row falls with size, the added cost does not.
+    per_size = {n: {"seconds": 5.0 + 5e-6 * n} for n in (1_000_000, 5_000_000, 20_000_000)}
+    assert bench_scale.marginal_us_per_row(per_size) == pytest.approx([5.0, 5.0])
+    assert bench_scale.spreads({n: {**m, "python": 1, "jvm": 1} for n, m in per_size.items()})["us_per_row"] > 1.9
+
+
 def test_scale_plot_is_a_png(tmp_path: Path) -> None:
     target = tmp_path / "scale.png"
     bench_scale.plot({"scoring": _sizes([6.0, 5.5, 5.6], [1000, 1100, 1200])}, target)
