@@ -85,9 +85,12 @@ demo: setup
 	@# The README's example queries on the predictions (scripts/readme_sql.py prints query N).
 	@for i in 0 1 2; do query="$$($(BIN)/python scripts/readme_sql.py $$i)"; echo "lakeforge sql \"$$query\""; \
 		$(BIN)/lakeforge sql "$$query" || exit 1; done
+	@# Online: `lakeforge serve` answers for flights of the last scored date as predictions.flight_delay does.
+	$(BIN)/python scripts/serve_check.py
 	@echo
 	@echo "Next (from this directory; add .venv/bin to PATH or prefix the commands with .venv/bin/):"
 	@echo "  lakeforge sql \"SELECT run_date, count(*), avg(score) FROM predictions.flight_delay GROUP BY ALL ORDER BY 1\""
+	@echo "  lakeforge serve flight_delay                              the champion over HTTP on 127.0.0.1:8000 (docs/serving.md)"
 	@echo "  open reports/flight_delay.html                            the monitoring report (drift, scores, AUC, alerts)"
 	@echo "  lakeforge sql \"SELECT run_date, roc_auc FROM monitoring.performance WHERE slice = 'all' ORDER BY 1\""
 	@echo "  lakeforge lineage predictions.flight_delay --where \"carrier = 'AA' AND flight = 1545\"   where a prediction came from"
@@ -113,6 +116,7 @@ data: setup
 # Every benchmark of bench/ (~30 min on 2 cores; bench/README.md): figures in bench/results/latest.md
 # and latest.json. Exit 1 when a benchmark falls short of its target.
 bench: setup
+	@scripts/ensure_bench_deps.sh
 	@start=$$(date +%s); $(BIN)/python -m bench; status=$$?; \
 		echo "bench: $$(( $$(date +%s) - start )) s; table in bench/results/latest.md"; exit $$status
 

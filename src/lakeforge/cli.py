@@ -374,6 +374,54 @@ ModelArg = Annotated[str, typer.Argument(help="The registered model, e.g. flight
 
 
 @app.command()
+def materialize(
+    feature_set: Annotated[str, typer.Argument(help="The feature set, e.g. flight_delay")],
+    full: Annotated[bool, typer.Option("--full", help="Copy the whole table again, not only what changed.")] = False,
+    overrides: OverridesArg = None,
+    conf_dir: ConfDirOpt = None,
+) -> None:
+    """Copy the latest feature row per entity of features.FEATURE_SET into the online store (no JVM)."""
+
+    def body() -> None:
+        from lakeforge.config import load_config
+        from lakeforge.lake.catalog import catalog_from_config
+        from lakeforge.serving.materialize import materialize as materialize_set
+        from lakeforge.serving.store import store_from_config
+
+        conf = _conf_dir(conf_dir)
+        cfg = load_config(list(overrides or []), conf_dir=conf)
+        catalog = catalog_from_config(cfg.storage, conf.parent)
+        typer.echo(materialize_set(cfg, catalog, feature_set, store_from_config(cfg), full=full).describe())
+
+    _guard(body)
+
+
+@app.command()
+def serve(
+    model: Annotated[str, typer.Argument(help="The registered model, e.g. flight_delay")],
+    alias: Annotated[
+        str | None, typer.Option(help="Serve this alias only (default: model.scoring.alias and its canary).")
+    ] = None,
+    host: Annotated[str | None, typer.Option(help="Bind address (default online.serve.host: 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default online.serve.port: 8000).")] = None,
+    overrides: OverridesArg = None,
+    conf_dir: ConfDirOpt = None,
+) -> None:
+    """Serve MODEL over HTTP: POST /predict, GET /health, /ready, /metadata, /docs (see docs/serving.md)."""
+
+    def body() -> None:
+        from lakeforge.config import load_config
+        from lakeforge.lake.catalog import catalog_from_config
+        from lakeforge.serving.app import serve as serve_model
+
+        conf = _conf_dir(conf_dir)
+        cfg = load_config(list(overrides or []), conf_dir=conf)
+        serve_model(cfg, catalog_from_config(cfg.storage, conf.parent), model, alias, host, port)
+
+    _guard(body)
+
+
+@app.command()
 def promote(
     model: ModelArg,
     model_version: Annotated[str, typer.Argument(metavar="VERSION", help="The version to make champion")],

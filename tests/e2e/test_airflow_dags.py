@@ -82,7 +82,7 @@ def test_a_dag_per_schedule_parsed_without_spark_mlflow_or_hydra(tmp_path: Path)
     dags = parsed["dags"]
     assert isinstance(dags, dict) and sorted(dags) == ["flight_delay__daily_score", "flight_delay__weekly_train"]
     daily, weekly = dags["flight_delay__daily_score"], dags["flight_delay__weekly_train"]
-    assert daily["tasks"] == ["ingest", "features", "score", "monitor", "retrain_request"]
+    assert daily["tasks"] == ["ingest", "features", "score", "materialize", "monitor", "retrain_request"]
     # The monitor's retrain request becomes the asset event that starts training.
     assert daily["outlets"] == {"retrain_request": ["lakeforge://flight_delay/retrain"]}
     assert daily["args"][0] == ["run_date={{ ds }}", "pipeline=flight_delay"]

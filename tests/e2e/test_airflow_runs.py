@@ -124,9 +124,8 @@ def test_dags_test_runs_the_daily_dag_for_a_date(project: Path, tmp_path: Path) 
     output = _airflow(env, "dags", "test", DAG_ID, DAY, "--mark-success-pattern", "^ingest$", timeout=900)
     assert "state=success" in output, output[-3000:]
     states = _task_states(tmp_path / "airflow")
-    assert {task: states[(DAY, task)][0] for task in ("ingest", "features", "score", "monitor")} == dict.fromkeys(
-        ("ingest", "features", "score", "monitor"), "success"
-    )
+    steps = ("ingest", "features", "score", "materialize", "monitor")
+    assert {task: states[(DAY, task)][0] for task in steps} == dict.fromkeys(steps, "success")
     # No retrain was asked for on that date: the asset event is not emitted.
     assert states[(DAY, "retrain_request")][0] == "skipped"
     _check_predictions(project, (DAY,))
@@ -183,6 +182,11 @@ def _kill_score_job(day: str) -> bool:
 
 def test_a_backfill_writes_each_date_once_and_a_killed_task_is_retried(project: Path, tmp_path: Path) -> None:
     _edit_schedule(project, steps="[score]")  # scoring builds a date's missing features itself
+    # Small batches: a date's rows split into many tasks, so the job stages its files one by one
+    # over a second or more and the kill below lands between the first file and the commit
+    # (with one task the files appear and are published within a few milliseconds).
+    model = project / "conf" / "model" / "flight_delay.yaml"
+    model.write_text(model.read_text() + "scoring:\n  batch_rows: 40\n")
     home = tmp_path / "airflow"
     env = _env(project, home)
     staging = project / "lake" / "predictions" / "flight_delay" / "_staging"

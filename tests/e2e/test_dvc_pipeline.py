@@ -21,7 +21,7 @@ from tests.e2e.project import SCORE_DATES, run, stages_run
 
 pytestmark = pytest.mark.slow
 DVC = str(BIN / "dvc")
-AFTER_TRAIN = ["params", "train", "evaluate", "score", "monitor", "report"]
+AFTER_TRAIN = ["params", "train", "evaluate", "score", "materialize", "monitor", "report"]
 
 
 def _num_leaves_of_latest_version(project: Path) -> str:
@@ -37,7 +37,17 @@ def _num_leaves_of_latest_version(project: Path) -> str:
 def test_a_full_repro_runs_every_stage_and_fills_the_lake(repro_project: tuple[Path, str]) -> None:
     project, output = repro_project
     # extract is skipped: the project recorded its own cut of data/raw with `dvc commit`.
-    assert stages_run(output) == ["params", "ingest", "features", "train", "evaluate", "score", "monitor", "report"]
+    assert stages_run(output) == [
+        "params",
+        "ingest",
+        "features",
+        "train",
+        "evaluate",
+        "score",
+        "materialize",
+        "monitor",
+        "report",
+    ]
     predictions = DeltaTable(str(project / "lake" / "predictions" / "flight_delay")).to_pyarrow_table()
     first, last = (date.fromisoformat(d) for d in SCORE_DATES)
     days = [str(first + timedelta(days=n)) for n in range((last - first).days + 1)]
@@ -45,7 +55,7 @@ def test_a_full_repro_runs_every_stage_and_fills_the_lake(repro_project: tuple[P
     score = json.loads((project / "metrics" / "score.json").read_text())
     assert score["scored"] == predictions.num_rows == score["population"]
     markers = {p.stem for p in (project / "lake_markers").glob("*.json")}
-    assert markers == {"ingest", "features", "train", "score", "monitor"}
+    assert markers == {"ingest", "features", "train", "score", "materialize", "monitor"}
     # The monitor measured every scored date against the model's training window, and the report is written.
     drift = DeltaTable(str(project / "lake" / "monitoring" / "feature_drift")).to_pyarrow_table()
     assert sorted({str(d) for d in drift.column("run_date").to_pylist()}) == days
@@ -59,6 +69,17 @@ def test_a_full_repro_runs_every_stage_and_fills_the_lake(repro_project: tuple[P
     assert not [name for name in tracked if name.startswith(("lake/", "lake_markers/", "mlartifacts/", "mlflow.db"))]
 
 
+def test_lakeforge_serve_answers_as_the_prediction_table_after_the_repro(repro_project: tuple[Path, str]) -> None:
+    # The materialize stage filled the online store; `lakeforge serve` (a real uvicorn process on
+    # 127.0.0.1) answers for flights of the last scored date with their batch scores (make demo's check).
+    project, _ = repro_project
+    output = run([str(BIN / "python"), "scripts/serve_check.py", "4"], project).stdout
+    assert "serve_check: 4 online answers equal their predictions.flight_delay rows of 2013-02-04" in output
+    assert "curl -s http://127.0.0.1:" in output
+    store = json.loads((project / "lake_markers" / "materialize.json").read_text())["features.flight_delay"]
+    assert store["entities"] > 1000 and store["store"].endswith("online/features.sqlite")
+
+
 def test_a_second_repro_is_a_no_op(repro_project: tuple[Path, str]) -> None:
     project, _ = repro_project
     lock = (project / "dvc.lock").read_text()
@@ -66,7 +87,7 @@ def test_a_second_repro_is_a_no_op(repro_project: tuple[Path, str]) -> None:
     # The params stage always runs (a second or two: it composes conf/) and finds nothing to write.
     assert stages_run(output) == ["params"]
     assert "already matches conf/" in output
-    for stage in ("ingest", "features", "train", "evaluate", "score", "monitor", "report"):
+    for stage in ("ingest", "features", "train", "evaluate", "score", "materialize", "monitor", "report"):
         assert f"Stage '{stage}' didn't change, skipping" in output
     assert (project / "dvc.lock").read_text() == lock
     assert run(["git", "status", "--porcelain"], project).stdout == ""

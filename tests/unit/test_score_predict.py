@@ -17,7 +17,14 @@ from lakeforge.errors import ConfigError
 from lakeforge.scoring.hashing import bucket
 from lakeforge.scoring.predict import EXACT, Scorer, occlusion_contributions, resolve_method
 from lakeforge.scoring.reasons import exact_contributions, top_reasons
-from lakeforge.scoring.validate import MARKER, PredictionValidationFailed, check_scores, failure_from
+from lakeforge.scoring.validate import (
+    MARKER,
+    PredictionValidationFailed,
+    check_scores,
+    failure_from,
+    passes,
+    prediction_schema,
+)
 
 FEATURES = ("a", "b", "c", "d")
 
@@ -129,6 +136,47 @@ def test_a_batch_outside_the_schema_is_refused_with_a_message() -> None:
     assert failure_from(RuntimeError("other"), "predictions.m") is None
     with pytest.raises(PredictionValidationFailed, match="prediction: isfinite failed"):
         check_scores(np.array([1.0]), np.array([np.inf]), "regression")
+
+
+def test_lightgbm_is_scored_through_its_booster_with_the_wrappers_exact_values(
+    data: tuple[np.ndarray, np.ndarray], lgbm: lgb.LGBMClassifier
+) -> None:
+    from lakeforge.scoring.predict import _plain_booster, positive_proba
+
+    x, y = data
+    assert np.array_equal(positive_proba(lgbm, x, FEATURES, 1), lgbm.predict_proba(x, num_threads=1)[:, 1])
+    regressor = lgb.LGBMRegressor(n_estimators=10, verbose=-1).fit(x, np.nan_to_num(x[:, 0]) + y)
+    assert np.array_equal(_plain_booster(regressor).predict(x, num_threads=1), regressor.predict(x, num_threads=1))
+    three = lgb.LGBMClassifier(n_estimators=3, verbose=-1).fit(x, y + (x[:, 1] > 0))
+    assert _plain_booster(three) is None  # multiclass: through the wrapper
+
+
+def test_the_numpy_pass_accepts_exactly_what_the_pandera_schema_accepts() -> None:
+    import pandas as pd
+    import pandera.errors
+
+    rng = np.random.default_rng(5)
+    specials = [np.nan, -0.0, 0.0, 1.0, 1.0000001, -1e-9, np.inf, -np.inf, 2.0]
+    for trial in range(300):
+        n = int(rng.integers(1, 6))
+        score = rng.random(n)
+        prediction = (score >= 0.5).astype(np.int32)
+        if trial % 2:  # plant a special value somewhere
+            score[rng.integers(0, n)] = specials[trial % len(specials)]
+        if trial % 7 == 0:
+            prediction[rng.integers(0, n)] = int(rng.choice([-1, 2, 1]))
+        if trial % 11 == 0:
+            prediction = prediction.astype(np.int64)
+        for task in ("classification", "regression"):
+            values = score if task == "regression" else prediction
+            frame = pd.DataFrame({"score": score, "prediction": values})
+            frame = frame if task == "classification" else frame[["prediction"]]
+            try:
+                prediction_schema(task).validate(frame, lazy=True)
+                accepted = True
+            except pandera.errors.SchemaErrors:
+                accepted = False
+            assert passes(score, values, task) == accepted, (task, score, values)
 
 
 def test_the_canary_hash_is_stable_and_uniform() -> None:

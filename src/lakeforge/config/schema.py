@@ -60,10 +60,12 @@ __all__ = [
     "LakeforgeConfig",
     "ModelConfig",
     "MonitorConfig",
+    "OnlineConfig",
     "PerformanceConfig",
     "PipelineConfig",
     "ReferenceConfig",
     "ScheduleConfig",
+    "ServeConfig",
     "SourceConfig",
     "SparkConfig",
     "SpineConfig",
@@ -120,6 +122,30 @@ class TrackingConfig:
 
 
 @dataclass
+class ServeConfig:
+    """`lakeforge serve`: where the HTTP API listens and what it accepts."""
+
+    host: str = "127.0.0.1"  # loopback only unless a deployment says otherwise
+    port: int = 8000
+    max_batch_rows: int = 1000  # rows of one POST /predict
+    alias_poll_s: float = 5.0  # how often the server checks whether its alias moved
+    # Served predictions go to ``predictions.<model>__online`` in micro-batches of this many rows
+    # or this many seconds, whichever comes first.
+    log_flush_rows: int = 1000
+    log_flush_s: float = 5.0
+
+
+@dataclass
+class OnlineConfig:
+    """The online feature store: the latest feature row per entity, filled by `lakeforge materialize`."""
+
+    kind: str = "sqlite"  # sqlite (an embedded file)
+    # sqlite: the database file; relative paths resolve against the project root.
+    path: str = "online/features.sqlite"
+    serve: ServeConfig = field(default_factory=ServeConfig)
+
+
+@dataclass
 class StepDates:
     """The dates one step runs for under ``dvc repro``: one ``run_date`` or a ``start_date``..``end_date`` range."""
 
@@ -151,6 +177,7 @@ class LakeforgeConfig:
     spark: SparkConfig = field(default_factory=SparkConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
+    online: OnlineConfig = field(default_factory=OnlineConfig)
     # Keyed by dataset / schedule name (``/dataset@dataset.flights: flights``).
     dataset: dict[str, DatasetConfig] = field(default_factory=dict)
     features: FeatureSetConfig | None = None
@@ -173,6 +200,7 @@ _GROUP_SCHEMAS: dict[str, type] = {
     "storage": StorageConfig,
     "spark": SparkConfig,
     "tracking": TrackingConfig,
+    "online": OnlineConfig,
     "dataset": DatasetConfig,
     "features": FeatureSetConfig,
     "model": ModelConfig,

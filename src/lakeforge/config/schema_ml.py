@@ -20,7 +20,7 @@ METRICS = (
     "mae",
     "r2",
 )
-STEPS = ("ingest", "features", "train", "evaluate", "score", "monitor", "report")
+STEPS = ("ingest", "features", "train", "evaluate", "score", "materialize", "monitor", "report")
 # The job script each step runs (relative to the project root); the report has none (it reads tables only).
 STEP_JOBS = {
     "ingest": "jobs/ingest.py",
@@ -28,6 +28,7 @@ STEP_JOBS = {
     "train": "jobs/train.py",
     "evaluate": "jobs/evaluate.py",
     "score": "jobs/score.py",
+    "materialize": "jobs/materialize.py",
     "monitor": "jobs/monitor.py",
 }
 CRON_PRESETS = ("@once", "@hourly", "@daily", "@weekly", "@monthly", "@yearly")

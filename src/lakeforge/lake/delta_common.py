@@ -98,6 +98,12 @@ def delta_schema_from_spark(spark_schema: Any) -> Schema:
     return Schema.from_json(json.dumps(as_json))
 
 
+def delta_schema_from_arrow(arrow_schema: Any) -> Schema:
+    """Convert a pyarrow schema to a Delta schema, every field nullable (as from Spark)."""
+    as_json = _nullable(json.loads(Schema.from_arrow(arrow_schema).to_json()))
+    return Schema.from_json(json.dumps(as_json))
+
+
 def spark_schema_from_delta(schema: Schema) -> Any:
     """Convert a Delta schema to a Spark StructType."""
     from pyspark.sql.types import StructType

@@ -76,11 +76,13 @@ def run_job(step: str, body: JobBody, argv: Sequence[str]) -> int:
             step=step,
         )
         log.info("%s: job run %s, lake %s", step, lineage.job_run_id, catalog.lake_root)
-        spark = get_spark(cfg.spark)
+        # A step that reads and writes without Spark (materialize) says so: no JVM is started.
+        spark = get_spark(cfg.spark) if getattr(body, "needs_spark", True) else None
         try:
             body(spark, cfg, catalog, lineage)
         finally:
-            spark.stop()
+            if spark is not None:
+                spark.stop()
     except (Exception, KeyboardInterrupt) as exc:
         return report_error(exc, prefix=step)
     return 0

@@ -330,7 +330,7 @@ def pipeline_yaml(plan: Plan) -> str:
 
 
 def project_files(pipeline: str) -> dict[str, str]:
-    """conf/config.yaml and the storage, spark and tracking groups of a new project (one machine)."""
+    """conf/config.yaml and the storage, spark, tracking and online groups of a new project (one machine)."""
     return {
         "config.yaml": "\n".join(
             [
@@ -341,6 +341,7 @@ def project_files(pipeline: str) -> dict[str, str]:
                 "  - storage: local",
                 "  - spark: local",
                 "  - tracking: local",
+                "  - online: sqlite",
                 f"  - pipeline: {pipeline}",
                 "  - _self_",
                 "",
@@ -362,6 +363,9 @@ def project_files(pipeline: str) -> dict[str, str]:
         + SCHEMA_DEFAULTS
         + "\nuri: sqlite:///${oc.env:LAKEFORGE_HOME,.}/mlflow.db\n"
         + "artifact_location: ${oc.env:LAKEFORGE_HOME,.}/mlartifacts\n",
+        "online/sqlite.yaml": "# The online feature store of `lakeforge materialize` and `lakeforge serve`.\n"
+        + SCHEMA_DEFAULTS
+        + "\nkind: sqlite\npath: online/features.sqlite\nserve: {host: 127.0.0.1, port: 8000}\n",
     }
 
 

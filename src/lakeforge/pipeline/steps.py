@@ -168,6 +168,32 @@ def score_step(spark: Any, cfg: Any, catalog: Any, lineage: Any) -> None:
     log.info("score: wrote %s and %s", marker, metrics)
 
 
+def materialize_step(spark: Any, cfg: Any, catalog: Any, lineage: Any) -> None:
+    """Copy what changed in features.<feature_set> into the online store (no Spark: delta-rs, pyarrow, SQLite)."""
+    from lakeforge.serving.materialize import materialize
+    from lakeforge.serving.store import store_from_config
+
+    feature_set = str(cfg.pipeline.feature_set)
+    result = materialize(cfg, catalog, feature_set, store_from_config(cfg))
+    print(result.describe())
+    marker = write_marker(
+        cfg,
+        "materialize",
+        {
+            result.feature_table: {
+                "version": result.version,
+                "store": result.store,
+                "entities": result.entities,
+                "entities_written": result.entities_written,
+            }
+        },
+    )
+    log.info("materialize: wrote %s", marker)
+
+
+materialize_step.needs_spark = False  # type: ignore[attr-defined]
+
+
 def monitor_step(spark: Any, cfg: Any, catalog: Any, lineage: Any) -> None:
     """Monitor run_date (or start_date..end_date): drift, data quality, performance, alerts, retrain requests."""
     from lakeforge.monitoring.job import monitor
@@ -250,6 +276,7 @@ STEPS: dict[str, Callable[[Any, Any, Any, Any], None]] = {
     "train": train_step,
     "evaluate": evaluate_step,
     "score": score_step,
+    "materialize": materialize_step,
     "monitor": monitor_step,
     "retrain": retrain_step,
 }

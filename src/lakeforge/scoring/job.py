@@ -42,8 +42,8 @@ from lakeforge.scoring.coverage import (
     unique_errors,
     with_errors,
 )
-from lakeforge.scoring.model import ScoringModel, load_model
-from lakeforge.scoring.predict import Scorer, resolve_method
+from lakeforge.scoring.model import ScoringModel, load_model, scorer_for
+from lakeforge.scoring.predict import Scorer
 from lakeforge.scoring.tasks import BUCKET, Alias, Plan, ServedRule, run_tasks, units_of
 from lakeforge.scoring.validate import duplicate_keys, failure_from
 from lakeforge.scoring.versions import write_model_versions
@@ -116,23 +116,8 @@ def _unique_spine(cfg: Any, spec: Any, keys: Sequence[str]) -> bool:
 
 
 def _scorer(model: ScoringModel, scoring: Any, spark: Any, keys: list[str]) -> Scorer:
-    reasons = scoring.reasons
-    method = resolve_method(str(reasons.method), model.estimator, int(reasons.top_k))
     payload = spark.sparkContext.broadcast(pickle.dumps(model.estimator))
-    settings = f"{method}|{reasons.top_k}|{reasons.exact_min_score}|{scoring.threshold}"
-    return Scorer(
-        key=f"{model.uri}|{model.run_id}|{settings}",
-        label=f"{model.name} v{model.version} (alias {model.alias})",
-        model=payload,
-        features=model.features,
-        task=model.task,
-        threshold=float(scoring.threshold),
-        method=method,
-        top_k=int(reasons.top_k),
-        exact_min_score=None if reasons.exact_min_score is None else float(reasons.exact_min_score),
-        num_threads=int(scoring.threads_per_task or 1),
-        passthrough=(*keys, RUN_DATE, BUCKET),
-    )
+    return scorer_for(model, scoring, payload, (*keys, RUN_DATE, BUCKET), int(scoring.threads_per_task or 1))
 
 
 def output_schema(features: Any, keys: Sequence[str], task: str) -> Any:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lakeforge.errors import RegistryError
+from lakeforge.scoring.predict import Scorer, resolve_method
 
 
 @dataclass(frozen=True)
@@ -70,4 +71,28 @@ def load_model(client: Any, name: str, alias: str, task: str) -> ScoringModel:
         features=model_features(info, uri),
         task=task,
         estimator=mlflow.sklearn.load_model(uri),
+    )
+
+
+def scorer_for(
+    model: ScoringModel, scoring: Any, payload: Any, passthrough: tuple[str, ...], num_threads: int
+) -> Scorer:
+    """The `Scorer` of a model version under ``model.scoring``'s settings: batch scoring hands it
+    to the tasks (``payload`` a Spark broadcast of the pickled estimator), online serving calls
+    it in process (``payload`` the pickled bytes). One construction, so both score alike."""
+    reasons = scoring.reasons
+    method = resolve_method(str(reasons.method), model.estimator, int(reasons.top_k))
+    settings = f"{method}|{reasons.top_k}|{reasons.exact_min_score}|{scoring.threshold}"
+    return Scorer(
+        key=f"{model.uri}|{model.run_id}|{settings}",
+        label=f"{model.name} v{model.version} (alias {model.alias})",
+        model=payload,
+        features=model.features,
+        task=model.task,
+        threshold=float(scoring.threshold),
+        method=method,
+        top_k=int(reasons.top_k),
+        exact_min_score=None if reasons.exact_min_score is None else float(reasons.exact_min_score),
+        num_threads=num_threads,
+        passthrough=passthrough,
     )

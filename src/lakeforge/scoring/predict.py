@@ -161,7 +161,11 @@ class Scorer:
         if self.task == "classification":
             score = positive_proba(estimator, x, self.features, self.num_threads)
             return score, (score >= self.threshold).astype(np.int32)
-        value = _call(estimator.predict, estimator, x, self.features, self.num_threads)
+        booster = _plain_booster(estimator)
+        if booster is not None:
+            value = booster.predict(x, num_threads=self.num_threads)
+        else:
+            value = _call(estimator.predict, estimator, x, self.features, self.num_threads)
         return np.asarray(value, dtype=np.float64), np.asarray(value, dtype=np.float64)
 
     def _reasons(
@@ -217,8 +221,23 @@ def _call(method: Any, estimator: Any, x: np.ndarray, features: Sequence[str], n
         return method(pd.DataFrame(x, columns=list(features)))
 
 
+def _plain_booster(estimator: Any) -> Any:
+    """The Booster of a fitted LightGBM binary classifier or regressor with a built-in objective,
+    whose ``predict`` is what the scikit-learn wrapper returns (P(class 1), or the prediction)
+    without the wrapper's input checks (~0.4 ms a call: most of a one-row online request). None
+    for anything else."""
+    if not is_lightgbm(estimator) or not isinstance(getattr(estimator, "objective_", None), str):
+        return None
+    if hasattr(estimator, "classes_") and len(estimator.classes_) != 2:
+        return None
+    return estimator.booster_
+
+
 def positive_proba(estimator: Any, x: np.ndarray, features: Sequence[str], num_threads: int = 0) -> np.ndarray:
     """P(class 1) per row."""
+    booster = _plain_booster(estimator)
+    if booster is not None:
+        return np.asarray(booster.predict(x, num_threads=num_threads), dtype=np.float64)
     proba = np.asarray(_call(estimator.predict_proba, estimator, x, features, num_threads))
     return proba[:, 1] if proba.ndim == 2 else proba
 

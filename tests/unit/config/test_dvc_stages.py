@@ -23,6 +23,7 @@ NOT_RESULTS = {
     "pipeline.model": "checked to equal model.name",
     "pipeline.monitor": "checked to equal monitor.name",
     "pipeline.schedules": "Airflow only",
+    "online.serve": "how `lakeforge serve` runs (no stage output)",
     "extra": "free-form; a transform reading it should be listed by its stage",
 }
 

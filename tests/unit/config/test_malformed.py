@@ -255,8 +255,8 @@ CASES: dict[str, Case] = {
     ),
     "unknown step": Case(
         S,
-        "features, score, monitor]",
-        "features, scor, monitor]",
+        "features, score, materialize, monitor]",
+        "features, scor, materialize, monitor]",
         (),
         (
             f"{CS}schedule.daily_score.steps[2]: unknown step 'scor' (did you mean 'score'?); allowed: ingest, features,",
@@ -264,10 +264,10 @@ CASES: dict[str, Case] = {
     ),
     "step without a job": Case(
         S,
-        "features, score, monitor]",
-        "features, score, monitor, report]",
+        "features, score, materialize, monitor]",
+        "features, score, materialize, monitor, report]",
         (),
-        (f"{CS}schedule.daily_score.steps[4]: step 'report' has no job to run yet (jobs: ingest, features,",),
+        (f"{CS}schedule.daily_score.steps[5]: step 'report' has no job to run yet (jobs: ingest, features,",),
     ),
     "duplicate feature name": Case(
         F,
