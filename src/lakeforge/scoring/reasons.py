@@ -254,8 +254,9 @@ def path_contributions(
     # Sum of each row's leaf-table rows = one-hot (rows x leaves) @ table, in scipy's C loop;
     # in blocks of rows, so the index arrays stay in cache and the one-hot's arrays are reused.
     out = np.empty((n_rows, compiled.leaf_table.shape[1]))
-    ones = np.ones(_BLOCK_ROWS * n_trees)
-    indptr = np.arange(0, _BLOCK_ROWS * n_trees + 1, n_trees, dtype=np.int32)
+    block = min(_BLOCK_ROWS, max(n_rows, 1))  # a one-row online request needs no block-sized arrays
+    ones = np.ones(block * n_trees)
+    indptr = np.arange(0, block * n_trees + 1, n_trees, dtype=np.int32)
     offsets = compiled.leaf_offset.astype(np.int32)
     for start in range(0, n_rows, _BLOCK_ROWS):
         stop = min(start + _BLOCK_ROWS, n_rows)

@@ -69,6 +69,7 @@ class Models:
             return previous
         model = load_model(self.client, self.name, alias, self.task)
         scorer = scorer_for(model, self.scoring, pickle.dumps(model.estimator), (), num_threads=1)
+        scorer.load()  # unpickle and compile the trees now, not in the first request after a swap
         return Served(alias, role, model, scorer)
 
     def refresh(self) -> bool:
