@@ -3,6 +3,7 @@
 #   postgresql              a throwaway server for the JDBC ingest tests (tests/spark/postgres.py)
 #   libpostgresql-jdbc-java the PostgreSQL JDBC driver jar for Spark (/usr/share/java/postgresql.jar)
 #   chromium                headless browser that checks the HTML profile report renders
+#   redis-server            a throwaway server for the Redis online-store tests (tests/redis_server.py)
 # As root with apt-get, install whichever is missing; otherwise print what to install and
 # exit 0: the tests that need a missing package skip and say which one.
 set -euo pipefail
@@ -12,14 +13,16 @@ JDBC_JAR=/usr/share/java/postgresql.jar
 have_postgresql() { compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null; }
 have_jdbc() { [[ -f "$JDBC_JAR" ]]; }
 have_chromium() { command -v chromium >/dev/null 2>&1; }
+have_redis() { command -v redis-server >/dev/null 2>&1 || [[ -x /usr/bin/redis-server ]]; }
 
 missing=()
 have_postgresql || missing+=(postgresql)
 have_jdbc || missing+=(libpostgresql-jdbc-java)
 have_chromium || missing+=(chromium)
+have_redis || missing+=(redis-server)
 
 if [[ ${#missing[@]} -eq 0 ]]; then
-  echo "test deps: postgresql, libpostgresql-jdbc-java ($JDBC_JAR), chromium ok"
+  echo "test deps: postgresql, libpostgresql-jdbc-java ($JDBC_JAR), chromium, redis-server ok"
   exit 0
 fi
 

@@ -28,6 +28,7 @@ from lakeforge.serving.materialize import materialize
 from lakeforge.serving.store import SqliteStore, latest_per_entity
 from lakeforge.tracking.registry import promote_by_hand
 from lakeforge.training.run import train
+from tests.redis_server import redis_url  # noqa: F401
 from tests.spark.helpers_train import make_project
 
 DAY = date(2024, 6, 9)
@@ -147,6 +148,25 @@ def test_online_answers_equal_the_batch_prediction_rows(project: SimpleNamespace
         assert got["reasons"] == want["reasons"] and got["reasons_method"] == want["reasons_method"] == "path"
         assert got["model_version"] == 1 and got["model_alias"] == "champion"
         assert got["event_time"].startswith(want["t"].isoformat()[:19])
+
+
+def test_the_redis_store_serves_the_same_answers(project: SimpleNamespace, redis_url: str) -> None:  # noqa: F811
+    from lakeforge.serving.store_redis import RedisStore
+
+    store = RedisStore(redis_url)
+    done = materialize(project.cfg, project.catalog, "demo", store)
+    assert done.full and done.entities == done.entities_written >= 72 and done.store == redis_url
+    assert materialize(project.cfg, project.catalog, "demo", store).files_read == 0  # incremental here too
+    batch = {r["id"]: r for r in _predictions(project, DAY)}
+    cfg = project.cfg.copy()
+    cfg.model.scoring = {}
+    app = create_app(cfg, project.catalog, "demo_model", store, project.client, log_predictions=False)
+    with TestClient(app) as client:
+        answer = client.post("/predict", json={"entities": [{"id": i} for i in sorted(batch)]})
+    assert answer.status_code == 200, answer.text
+    for got in answer.json()["predictions"]:
+        want = batch[got["entity"]["id"]]
+        assert (got["score"], got["reasons"]) == (want["score"], want["reasons"])
 
 
 def test_feature_values_sent_in_the_request_score_like_the_batch(project: SimpleNamespace) -> None:

@@ -139,9 +139,13 @@ class ServeConfig:
 class OnlineConfig:
     """The online feature store: the latest feature row per entity, filled by `lakeforge materialize`."""
 
-    kind: str = "sqlite"  # sqlite (an embedded file)
+    kind: str = "sqlite"  # sqlite (an embedded file) | redis (a server several API processes share)
     # sqlite: the database file; relative paths resolve against the project root.
     path: str = "online/features.sqlite"
+    # redis: the server, e.g. redis://127.0.0.1:6379/0 (a password only through ${oc.env:…}), and
+    # the prefix of every key lakeforge writes there.
+    url: str | None = None
+    prefix: str = "lakeforge"
     serve: ServeConfig = field(default_factory=ServeConfig)
 
 

@@ -41,6 +41,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
+from lakeforge.errors import FeatureError
 from lakeforge.features.spec import FeatureSetSpec
 from lakeforge.lake.catalog import Catalog
 from lakeforge.scoring.hashing import bucket
@@ -48,7 +49,7 @@ from lakeforge.scoring.predict import EXACT
 from lakeforge.scoring.tasks import CANARY_SALT, EXACT_SALT
 from lakeforge.serving.log import REQUEST_DATE, OnlineLog, features_json, log_schema
 from lakeforge.serving.models import Models, Poller, Served, ServedSet
-from lakeforge.serving.store import SqliteStore
+from lakeforge.serving.store import OnlineStore
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +114,7 @@ class ServerState:
 
     models: Models
     poller: Poller
-    store: SqliteStore
+    store: OnlineStore
     spec: FeatureSetSpec
     required: tuple[str, ...]
     max_rows: int
@@ -124,7 +125,10 @@ class ServerState:
 
 def _key_schema(state: ServerState) -> pa.Schema:
     if state.key_schema is None:
-        stored = state.store.state(state.spec.name)
+        try:
+            stored = state.store.state(state.spec.name)
+        except Exception as exc:  # e.g. Redis unreachable
+            raise HttpError(503, f"the online store {state.store.path} cannot be read: {exc}") from exc
         if stored is None:
             raise HttpError(
                 503,
@@ -180,7 +184,14 @@ def _entity_batch(state: ServerState, rows: list[dict[str, Any]]) -> pa.Table:
                 "(send feature values under 'features')",
             )
     wanted = _keys_of(rows, keys, schema, "entities")
-    found, unknown = state.store.lookup(state.spec.name, wanted)
+    try:
+        found, unknown = state.store.lookup(state.spec.name, wanted)
+    except FeatureError as exc:  # nothing materialized (yet)
+        raise HttpError(503, str(exc)) from exc
+    except Exception as exc:  # the store is unreachable (Redis down, file gone): say so, keep serving
+        raise HttpError(
+            503, f"the online store {state.store.path} cannot be read: {type(exc).__name__}: {exc}"
+        ) from exc
     if unknown:
         shown = "; ".join(", ".join(f"{k}={v!r}" for k, v in zip(keys, wanted[i], strict=True)) for i in unknown[:5])
         more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
@@ -355,7 +366,7 @@ def create_app(
     cfg: Any,
     catalog: Catalog,
     model_name: str,
-    store: SqliteStore,
+    store: OnlineStore,
     client: Any,
     alias: str | None = None,
     log_predictions: bool = True,

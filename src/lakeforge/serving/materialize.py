@@ -23,7 +23,7 @@ from lakeforge.features.compute import EVENT_DATE
 from lakeforge.lake.catalog import Catalog
 from lakeforge.lake.delta import data_files
 from lakeforge.lake.delta_common import open_table
-from lakeforge.serving.store import SqliteStore, latest_per_entity
+from lakeforge.serving.store import OnlineStore, latest_per_entity
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,7 @@ class Materialized:
         return "\n".join(lines)
 
 
-def materialize(cfg: Any, catalog: Catalog, feature_set: str, store: SqliteStore, full: bool = False) -> Materialized:
+def materialize(cfg: Any, catalog: Catalog, feature_set: str, store: OnlineStore, full: bool = False) -> Materialized:
     """Copy what changed in ``features.<feature_set>`` since the last materialization into ``store``
     (everything with ``full``, or when the table's columns changed)."""
     started = time.perf_counter()

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -43,6 +43,29 @@ class StoreState:
     schema: pa.Schema
     entities: int
     materialized_at: str
+
+
+class OnlineStore(Protocol):
+    """What `materialize` and `serve` need of an online store (`SqliteStore`, `RedisStore`)."""
+
+    path: Any  # where it is, for messages
+
+    def state(self, feature_set: str) -> StoreState | None: ...
+
+    def write(
+        self,
+        feature_set: str,
+        rows: pa.Table,
+        keys: Sequence[str],
+        event_time: str,
+        delta_version: int,
+        files: Iterable[str],
+        replace: bool = False,
+    ) -> int: ...
+
+    def lookup(self, feature_set: str, entities: Sequence[Sequence[Any]]) -> tuple[pa.Table, list[int]]: ...
+
+    def close(self) -> None: ...
 
 
 def table_of(feature_set: str) -> str:
@@ -264,14 +287,24 @@ def latest_per_entity(rows: pa.Table, keys: Sequence[str], event_time: str) -> t
     return ordered.take(last).drop_columns(["_lf_i"]), dropped
 
 
-def store_from_config(cfg: Any) -> SqliteStore:
-    """The online store ``online`` configures (``kind: sqlite`` today)."""
+def store_from_config(cfg: Any) -> OnlineStore:
+    """The online store ``online`` configures: ``sqlite`` (a file) or ``redis`` (``online.url``)."""
     from lakeforge.config import resolve_path
 
     online = cfg.get("online")
     kind = str(online.kind) if online is not None else "sqlite"
+    if kind == "redis":
+        from lakeforge.serving.store_redis import RedisStore
+
+        url = online.get("url")
+        if not url or not str(url).startswith(("redis://", "rediss://", "unix://")):
+            raise ConfigError(
+                f"online.url '{url}' is not a Redis URL: use redis://host:port/db (e.g. redis://127.0.0.1:6379/0)",
+                key="online.url",
+            )
+        return RedisStore(str(url), str(online.get("prefix") or "lakeforge"))
     if kind != "sqlite":
-        raise ConfigError(f"online.kind '{kind}' is not supported: use 'sqlite'", key="online.kind")
+        raise ConfigError(f"online.kind '{kind}' is not supported: use 'sqlite' or 'redis'", key="online.kind")
     path = str(online.path) if online is not None else "online/features.sqlite"
     if "://" in path:
         raise UsageError(f"online.path '{path}' must be a file path for the sqlite store")
