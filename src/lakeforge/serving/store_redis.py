@@ -71,7 +71,7 @@ class RedisStore:
 
     def state(self, feature_set: str) -> StoreState | None:
         self._check()
-        meta = self._client.hgetall(self._meta_key(feature_set))
+        meta: dict[bytes, bytes] = self._client.hgetall(self._meta_key(feature_set))  # type: ignore[assignment]
         if not meta:
             return None
         m = {k.decode(): v for k, v in meta.items()}
