@@ -70,12 +70,10 @@ def build(root: Path, entities: int) -> Any:
     import mlflow
     import pandas as pd
     import pyarrow as pa
-    import pyarrow.parquet as pq
     from omegaconf import OmegaConf
 
     from lakeforge.lake.catalog import Catalog
-    from lakeforge.lake.delta import write_staged
-    from lakeforge.lake.delta_common import delta_schema_from_arrow
+    from lakeforge.lake.delta import write_arrow
     from lakeforge.serving.materialize import materialize
     from lakeforge.serving.store import SqliteStore
     from lakeforge.tracking.models import log_model
@@ -105,14 +103,7 @@ def build(root: Path, entities: int) -> Any:
         {"entity_id": pa.array(np.arange(entities), pa.int64()), "ts": ts, **dict(zip(names, x.T, strict=True))}
     )
     partitioned = table.append_column("event_date", pa.repeat(pa.scalar(date(2023, 11, 14)), entities))
-
-    def stage(folder: Path, partition_cols: list[str]) -> None:
-        (folder / "event_date=2023-11-14").mkdir(parents=True)
-        pq.write_table(table, folder / "event_date=2023-11-14" / "part-0.snappy.parquet")
-
-    write_staged(
-        stage, delta_schema_from_arrow(partitioned.schema), catalog, "features.bench", partition_by=["event_date"]
-    )
+    write_arrow(partitioned, catalog, "features.bench", partition_by=["event_date"])
     cfg = OmegaConf.create(
         {
             "project_root": str(root),

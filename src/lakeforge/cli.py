@@ -75,6 +75,16 @@ def _project(overrides: Sequence[str] | None, conf_dir: Path | None) -> tuple[An
     return cfg, catalog_from_config(cfg.storage, conf.parent)
 
 
+def _pipeline_project(overrides: Sequence[str] | None, conf_dir: Path | None) -> tuple[Any, Any]:
+    """Compose the whole pipeline (datasets, features, model) and build the catalog it names."""
+    from lakeforge.config import load_config
+    from lakeforge.lake.catalog import catalog_from_config
+
+    conf = _conf_dir(conf_dir)
+    cfg = load_config(list(overrides or []), conf_dir=conf)
+    return cfg, catalog_from_config(cfg.storage, conf.parent)
+
+
 def _print_rows(rows: list[dict[str, Any]], fmt: str = "table") -> None:
     import pyarrow as pa
 
@@ -383,14 +393,10 @@ def materialize(
     """Copy the latest feature row per entity of features.FEATURE_SET into the online store (no JVM)."""
 
     def body() -> None:
-        from lakeforge.config import load_config
-        from lakeforge.lake.catalog import catalog_from_config
         from lakeforge.serving.materialize import materialize as materialize_set
         from lakeforge.serving.store import store_from_config
 
-        conf = _conf_dir(conf_dir)
-        cfg = load_config(list(overrides or []), conf_dir=conf)
-        catalog = catalog_from_config(cfg.storage, conf.parent)
+        cfg, catalog = _pipeline_project(overrides, conf_dir)
         typer.echo(materialize_set(cfg, catalog, feature_set, store_from_config(cfg), full=full).describe())
 
     _guard(body)
@@ -410,13 +416,10 @@ def serve(
     """Serve MODEL over HTTP: POST /predict, GET /health, /ready, /metadata, /docs (see docs/serving.md)."""
 
     def body() -> None:
-        from lakeforge.config import load_config
-        from lakeforge.lake.catalog import catalog_from_config
         from lakeforge.serving.app import serve as serve_model
 
-        conf = _conf_dir(conf_dir)
-        cfg = load_config(list(overrides or []), conf_dir=conf)
-        serve_model(cfg, catalog_from_config(cfg.storage, conf.parent), model, alias, host, port)
+        cfg, catalog = _pipeline_project(overrides, conf_dir)
+        serve_model(cfg, catalog, model, alias, host, port)
 
     _guard(body)
 

@@ -11,7 +11,7 @@ import numpy as np
 from omegaconf import OmegaConf
 
 from lakeforge.lake.catalog import Catalog
-from lakeforge.lake.delta import write_table
+from lakeforge.lake.delta import Lineage, write_table
 
 T0 = datetime(2024, 5, 1)
 
@@ -74,3 +74,10 @@ def make_project(spark: Any, tmp_path: Path) -> tuple[Any, Catalog]:
         }
     )
     return cfg, catalog
+
+
+def job_lineage(step: str) -> Lineage:
+    """A lineage for a job run of ``step`` in a test (a unique run id, a fixed git commit and config hash)."""
+    import time
+
+    return Lineage(f"job-{step}-{time.monotonic_ns()}", git_commit="abc", git_dirty=False, config_hash="h", step=step)

@@ -21,11 +21,12 @@ from deltalake import DeltaTable
 from omegaconf import OmegaConf
 
 from lakeforge.errors import DataValidationError, RegistryError
-from lakeforge.lake.delta import Lineage, data_files, read_table, write_table
+from lakeforge.lake.delta import data_files, read_table, write_table
 from lakeforge.scoring.hashing import bucket
 from lakeforge.scoring.job import score
 from lakeforge.tracking.registry import promote_by_hand, rollback
 from lakeforge.training.run import train
+from tests.spark.helpers_train import job_lineage as _lineage
 from tests.spark.helpers_train import make_project
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -49,10 +50,6 @@ COLUMNS = [
     "run_date",
 ]
 DAY = date(2024, 6, 9)  # 72 events: 24 hours x 3 keys
-
-
-def _lineage(step: str) -> Lineage:
-    return Lineage(f"job-{step}-{time.monotonic_ns()}", git_commit="abc", git_dirty=False, config_hash="h", step=step)
 
 
 @pytest.fixture(scope="module")

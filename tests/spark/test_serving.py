@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from lakeforge.lake.delta import Lineage, arrow_dataset
+from lakeforge.lake.delta import arrow_dataset
 from lakeforge.scoring.hashing import bucket
 from lakeforge.scoring.job import score
 from lakeforge.serving.app import create_app
@@ -29,14 +29,11 @@ from lakeforge.serving.store import SqliteStore, latest_per_entity
 from lakeforge.tracking.registry import promote_by_hand
 from lakeforge.training.run import train
 from tests.redis_server import redis_url  # noqa: F401
+from tests.spark.helpers_train import job_lineage as _lineage
 from tests.spark.helpers_train import make_project
 
 DAY = date(2024, 6, 9)
 ONLINE = "predictions.demo_model__online"
-
-
-def _lineage(step: str) -> Lineage:
-    return Lineage(f"job-{step}-{time.monotonic_ns()}", git_commit="abc", git_dirty=False, config_hash="h", step=step)
 
 
 @pytest.fixture(scope="module")

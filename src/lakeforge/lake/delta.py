@@ -15,7 +15,7 @@ from lakeforge.lake.delta_read import (
     table_history,
     table_info,
 )
-from lakeforge.lake.delta_write import CommitResult, WriteMode, write_rows, write_staged, write_table
+from lakeforge.lake.delta_write import CommitResult, WriteMode, write_arrow, write_rows, write_staged, write_table
 from lakeforge.lake.lineage import Lineage, current_git, new_job_run_id
 from lakeforge.lake.vacuum import VacuumResult, vacuum
 
@@ -34,6 +34,7 @@ __all__ = [
     "table_history",
     "table_info",
     "vacuum",
+    "write_arrow",
     "write_rows",
     "write_staged",
     "write_table",

@@ -46,6 +46,7 @@ from lakeforge.lake.delta_common import (
     PARTITION_TYPES,
     FileEntry,
     check_reader_features,
+    delta_schema_from_arrow,
     delta_schema_from_spark,
     field_types,
     open_table,
@@ -401,7 +402,6 @@ def write_rows(
     Parquet. As for ``spark.createDataFrame``, ``schema`` is a StructType or a DDL string (parsed by
     the running Spark), and a row is a mapping by column name or a tuple in the schema's order."""
     import pyarrow as pa
-    import pyarrow.dataset as pads
     from pyspark.sql.pandas.types import to_arrow_schema
     from pyspark.sql.types import StructType
 
@@ -415,11 +415,22 @@ def write_rows(
         for row in rows
     ]
     data = pa.Table.from_pylist(by_name, schema=arrow_schema)
+    return write_arrow(data, catalog, table, delta_schema=delta_schema_from_spark(spark_schema), **options)
+
+
+def write_arrow(
+    data: Any, catalog: Catalog, table: str, *, delta_schema: Schema | None = None, **options: Unpack[WriteOptions]
+) -> CommitResult:
+    """Write a pyarrow Table from this process (no Spark job: pyarrow writes the Parquet) in one
+    atomic commit, as `write_table` writes a DataFrame. ``delta_schema``: the table's Delta schema
+    when it should not be derived from the Arrow one (every field nullable)."""
+    import pyarrow as pa
+    import pyarrow.dataset as pads
 
     def stage(folder: Path, partition_cols: list[str]) -> None:
         partitioning = None
         if partition_cols:
-            fields = [arrow_schema.field(c) for c in partition_cols]
+            fields = [data.schema.field(c) for c in partition_cols]
             partitioning = pads.partitioning(pa.schema(fields), flavor="hive")
         folder.mkdir(parents=True, exist_ok=True)
         pads.write_dataset(
@@ -431,7 +442,8 @@ def write_rows(
             existing_data_behavior="error",
         )
 
-    return write_staged(stage, delta_schema_from_spark(spark_schema), catalog, table, **options)
+    schema = delta_schema if delta_schema is not None else delta_schema_from_arrow(data.schema)
+    return write_staged(stage, schema, catalog, table, **options)
 
 
 def write_staged(

@@ -362,6 +362,20 @@ def _score(served: Served, table: pa.Table) -> list[dict[str, Any]]:
     ]
 
 
+def _model_config(cfg: Any, model_name: str) -> Any:
+    """The composed model, which must be ``model_name`` (checked before anything connects)."""
+    from lakeforge.errors import UsageError
+
+    model_cfg = cfg.get("model")
+    if model_cfg is None or str(model_cfg.name) != model_name:
+        composed = None if model_cfg is None else str(model_cfg.name)
+        raise UsageError(
+            f"model '{model_name}' is not the composed pipeline's model ({composed}); "
+            "choose the pipeline with the override pipeline=<name>"
+        )
+    return model_cfg
+
+
 def create_app(
     cfg: Any,
     catalog: Catalog,
@@ -372,17 +386,10 @@ def create_app(
     log_predictions: bool = True,
 ) -> FastAPI:
     """The FastAPI app serving ``model_name``; the model loads before the app is returned."""
-    from lakeforge.errors import UsageError
     from lakeforge.features.build import spec_from_config
     from lakeforge.scoring.job import scoring_config
 
-    model_cfg = cfg.get("model")
-    if model_cfg is None or str(model_cfg.name) != model_name:
-        composed = None if model_cfg is None else str(model_cfg.name)
-        raise UsageError(
-            f"model '{model_name}' is not the composed pipeline's model ({composed}); "
-            "choose the pipeline with the override pipeline=<name>"
-        )
+    model_cfg = _model_config(cfg, model_name)
     scoring = scoring_config(model_cfg)
     spec = spec_from_config(cfg, str(model_cfg.feature_set))
     serve_cfg = cfg.online.serve
@@ -535,6 +542,7 @@ def serve(cfg: Any, catalog: Catalog, model_name: str, alias: str | None, host: 
     from lakeforge.serving.store import store_from_config
     from lakeforge.tracking.store import connect
 
+    _model_config(cfg, model_name)
     store = store_from_config(cfg)
     app = create_app(cfg, catalog, model_name, store, connect(cfg).client, alias)
     serve_cfg = cfg.online.serve

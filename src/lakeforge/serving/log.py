@@ -17,14 +17,12 @@ import logging
 import math
 import threading
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
 from lakeforge.lake.catalog import Catalog
-from lakeforge.lake.delta import Lineage, new_job_run_id, write_staged
-from lakeforge.lake.delta_common import delta_schema_from_arrow
+from lakeforge.lake.delta import Lineage, new_job_run_id, write_arrow
 from lakeforge.scoring.reasons import REASONS_TYPE
 
 log = logging.getLogger(__name__)
@@ -135,24 +133,8 @@ class OnlineLog:
                 self.flush()
 
     def _commit(self, data: pa.Table) -> None:
-        import pyarrow.dataset as pads
-
-        partitioning = pads.partitioning(pa.schema([self.schema.field(REQUEST_DATE)]), flavor="hive")
-
-        def stage(folder: Path, partition_cols: list[str]) -> None:
-            folder.mkdir(parents=True, exist_ok=True)
-            pads.write_dataset(
-                data,
-                folder,
-                format="parquet",
-                partitioning=partitioning,
-                basename_template="part-{i}.snappy.parquet",
-                existing_data_behavior="error",
-            )
-
-        write_staged(
-            stage,
-            delta_schema_from_arrow(self.schema),
+        write_arrow(
+            data,
             self.catalog,
             self.table,
             mode="append",
