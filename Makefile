@@ -87,10 +87,13 @@ demo: setup
 		$(BIN)/lakeforge sql "$$query" || exit 1; done
 	@# Online: `lakeforge serve` answers for flights of the last scored date as predictions.flight_delay does.
 	$(BIN)/python scripts/serve_check.py
+	@# Portable: the champion as an ONNX file, checked against the original on 10,000 feature rows.
+	$(BIN)/lakeforge export flight_delay --format onnx
 	@echo
 	@echo "Next (from this directory; add .venv/bin to PATH or prefix the commands with .venv/bin/):"
 	@echo "  lakeforge sql \"SELECT run_date, count(*), avg(score) FROM predictions.flight_delay GROUP BY ALL ORDER BY 1\""
 	@echo "  lakeforge serve flight_delay                              the champion over HTTP on 127.0.0.1:8000 (docs/serving.md)"
+	@echo "  lakeforge serve flight_delay --runtime onnx               the same from its ONNX export, under onnxruntime"
 	@echo "  open reports/flight_delay.html                            the monitoring report (drift, scores, AUC, alerts)"
 	@echo "  lakeforge sql \"SELECT run_date, roc_auc FROM monitoring.performance WHERE slice = 'all' ORDER BY 1\""
 	@echo "  lakeforge lineage predictions.flight_delay --where \"carrier = 'AA' AND flight = 1545\"   where a prediction came from"

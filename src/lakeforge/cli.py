@@ -410,6 +410,10 @@ def serve(
     ] = None,
     host: Annotated[str | None, typer.Option(help="Bind address (default online.serve.host: 127.0.0.1).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default online.serve.port: 8000).")] = None,
+    runtime: Annotated[
+        str,
+        typer.Option(help="native: the model as logged; onnx: its `lakeforge export --format onnx` under onnxruntime."),
+    ] = "native",
     overrides: OverridesArg = None,
     conf_dir: ConfDirOpt = None,
 ) -> None:
@@ -417,9 +421,47 @@ def serve(
 
     def body() -> None:
         from lakeforge.serving.app import serve as serve_model
+        from lakeforge.serving.models import RUNTIMES
 
+        if runtime not in RUNTIMES:
+            raise UsageError(f"--runtime must be one of {', '.join(RUNTIMES)}, not '{runtime}'")
         cfg, catalog = _pipeline_project(overrides, conf_dir)
-        serve_model(cfg, catalog, model, alias, host, port)
+        serve_model(cfg, catalog, model, alias, host, port, runtime)
+
+    _guard(body)
+
+
+@app.command()
+def export(
+    model: ModelArg,
+    format: Annotated[str, typer.Option("--format", help="The file format: onnx.")] = "onnx",
+    model_version: Annotated[
+        str | None,
+        typer.Option("--version", help="The version to export (default: the one model.scoring.alias names)."),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Where to write the file (default exports/MODEL-vVERSION.onnx).")
+    ] = None,
+    overrides: OverridesArg = None,
+    conf_dir: ConfDirOpt = None,
+) -> None:
+    """Convert a registered version of MODEL to ONNX, check its scores against the original, write it
+    and log it to the version's MLflow run (see docs/serving.md)."""
+
+    def body() -> None:
+        from lakeforge.scoring.job import scoring_config
+        from lakeforge.scoring.model import composed_model
+        from lakeforge.serving.onnx import FORMATS, export_onnx
+        from lakeforge.tracking.store import connect
+
+        if format not in FORMATS:
+            raise UsageError(f"--format must be one of {', '.join(FORMATS)}, not '{format}'")
+        cfg, catalog = _pipeline_project(overrides, conf_dir)
+        model_cfg = composed_model(cfg, model)
+        alias = str(scoring_config(model_cfg).alias)
+        project_dir = _conf_dir(conf_dir).parent
+        exported = export_onnx(connect(cfg).client, catalog, model_cfg, model_version, alias, out, project_dir)
+        typer.echo(exported.describe())
 
     _guard(body)
 

@@ -118,6 +118,10 @@ class RegistryError(LakeforgeError):
     """A registered model, version or alias asked for does not exist or cannot move as asked."""
 
 
+class ModelExportError(LakeforgeError):
+    """A model version cannot be exported as asked: no converter for it, or the copy disagrees."""
+
+
 class ReproductionError(LakeforgeError):
     """A retrained model's metrics differ from the recorded ones."""
 

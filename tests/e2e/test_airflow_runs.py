@@ -3,8 +3,8 @@ its model trained once for the module:
 
 * ``airflow dags test`` of the daily DAG for one date (features, score, monitor, retrain_request;
   ingest marked done, the fixture having ingested the same files) writes that date's partitions;
-* a backfill over three dates run by ``airflow standalone`` (the ``make airflow`` script) writes
-  three partitions exactly once, although the score task of the middle date is SIGKILLed while it
+* a backfill over two dates run by ``airflow standalone`` (the ``make airflow`` script) writes
+  two partitions exactly once, although the score task of the second date is SIGKILLed while it
   writes: Airflow retries it, and the retry leaves no duplicate.
 
 The project's daily schedule is edited the way a user would, in conf/: it starts with the data
@@ -36,7 +36,7 @@ from tests.e2e.project import TRAIN_RUN_DATE, run, small_project, user_env
 pytestmark = pytest.mark.slow
 DAG_ID = "flight_delay__daily_score"
 DAY = "2013-02-02"  # `airflow dags test`
-BACKFILL = ("2013-02-03", "2013-02-04", "2013-02-05")
+BACKFILL = ("2013-02-03", "2013-02-04")
 KILLED = BACKFILL[1]
 
 
@@ -117,8 +117,6 @@ def _check_predictions(project: Path, days: tuple[str, ...]) -> None:
 def test_dags_test_runs_the_daily_dag_for_a_date(project: Path, tmp_path: Path) -> None:
     env = _env(project, tmp_path / "airflow")
     _airflow(env, "db", "migrate")
-    errors = _airflow(env, "dags", "list-import-errors", "--local", "-o", "json")
-    assert "[]" in [line.strip() for line in errors.splitlines()], errors[-2000:]
     # The fixture ingested these very files: Airflow marks ingest done instead of re-ingesting them
     # (ingest's job is the one `dvc repro` runs; every other task here spark-submits its job).
     output = _airflow(env, "dags", "test", DAG_ID, DAY, "--mark-success-pattern", "^ingest$", timeout=900)
@@ -208,7 +206,7 @@ def test_a_backfill_writes_each_date_once_and_a_killed_task_is_retried(project: 
         deadline = time.monotonic() + 900
         checked = 0.0
         while time.monotonic() < deadline:
-            # Kill the middle date's scoring once its first Parquet file is staged: mid-write.
+            # Kill the second date's scoring once its first Parquet file is staged: mid-write.
             if not killed and any(staging.glob(f"*/run_date={KILLED}/*.parquet")):
                 killed = _kill_score_job(KILLED)
             if time.monotonic() - checked > 3:
@@ -227,7 +225,6 @@ def test_a_backfill_writes_each_date_once_and_a_killed_task_is_retried(project: 
     assert {day: states[(day, "score")] for day in BACKFILL} == {
         BACKFILL[0]: ("success", 1),
         KILLED: ("success", 2),  # killed on the first try, retried
-        BACKFILL[2]: ("success", 1),
     }, (tmp_path / "standalone.log").read_text()[-4000:]
     _check_predictions(project, BACKFILL)
     features = _rows_by_date(project, "features/flight_delay", "event_date")

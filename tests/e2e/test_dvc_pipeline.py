@@ -80,6 +80,37 @@ def test_lakeforge_serve_answers_as_the_prediction_table_after_the_repro(repro_p
     assert store["entities"] > 1000 and store["store"].endswith("online/features.sqlite")
 
 
+def test_the_champion_exported_to_onnx_agrees_on_10000_real_feature_rows(repro_project: tuple[Path, str]) -> None:
+    import mlflow
+    import numpy as np
+    import onnxruntime as ort
+    from mlflow import MlflowClient
+
+    project, _ = repro_project
+    output = run([str(BIN / "lakeforge"), "export", "flight_delay", "--format", "onnx"], project).stdout
+    path = project / "exports" / "flight_delay-v1.onnx"
+    assert f"exported flight_delay v1 to {path}" in output
+    reported = re.search(r"max \|score difference\| (\S+) over 10,000 rows of features.flight_delay", output)
+    assert reported and float(reported.group(1)) < 1e-5, output
+
+    # Checked again here, without lakeforge: onnxruntime on the file, LightGBM on the registered
+    # model, both on the first 10,000 rows of the feature table.
+    session = ort.InferenceSession(path.read_bytes(), providers=["CPUExecutionProvider"])
+    features = json.loads(session.get_modelmeta().custom_metadata_map["lakeforge.features"])
+    table = DeltaTable(str(project / "lake" / "features" / "flight_delay")).to_pyarrow_table(columns=features)
+    x = np.column_stack([table.column(f).to_numpy(zero_copy_only=False).astype(np.float64) for f in features])[:10_000]
+    uri = f"sqlite:///{project / 'mlflow.db'}"
+    model_uri = MlflowClient(uri, registry_uri=uri).get_model_version_download_uri("flight_delay", "1")
+    original = mlflow.sklearn.load_model(model_uri).booster_.predict(x)
+    onnx_score = session.run(None, {"features": x.astype(np.float32)})[1][:, 1]
+    assert len(x) == 10_000 and np.isnan(x).any()  # missing weather values among them
+    assert float(np.max(np.abs(onnx_score - original))) < 1e-5
+
+    # `lakeforge serve --runtime onnx` answers from that file as the prediction table does.
+    answer = run([str(BIN / "python"), "scripts/serve_check.py", "3", "--runtime", "onnx"], project).stdout
+    assert "serve_check: 3 online answers (ONNX runtime) agree within 1e-05 with their predictions" in answer
+
+
 def test_a_second_repro_is_a_no_op(repro_project: tuple[Path, str]) -> None:
     project, _ = repro_project
     lock = (project / "dvc.lock").read_text()

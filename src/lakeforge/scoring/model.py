@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from lakeforge.errors import RegistryError
+from lakeforge.errors import RegistryError, UsageError
 from lakeforge.scoring.predict import Scorer, resolve_method
 
 
@@ -27,6 +27,18 @@ class ScoringModel:
     estimator: Any  # scikit-learn API (LightGBM's included)
 
 
+def composed_model(cfg: Any, model_name: str) -> Any:
+    """The composed pipeline's model, which must be ``model_name`` (checked before anything connects)."""
+    model_cfg = cfg.get("model")
+    if model_cfg is None or str(model_cfg.name) != model_name:
+        composed = None if model_cfg is None else str(model_cfg.name)
+        raise UsageError(
+            f"model '{model_name}' is not the composed pipeline's model ({composed}); "
+            "choose the pipeline with the override pipeline=<name>"
+        )
+    return model_cfg
+
+
 def model_features(info: Any, uri: str) -> tuple[str, ...]:
     signature = getattr(info, "signature", None)
     names = signature.inputs.input_names() if signature is not None and signature.inputs is not None else []
@@ -41,10 +53,7 @@ def load_model(client: Any, name: str, alias: str, task: str) -> ScoringModel:
     Errors name the model and alias and say how to get one: no such model (train it), no such
     alias (promote, or choose another alias), a Spark MLlib model (not scored in batch yet).
     """
-    import mlflow.sklearn
-    from mlflow.models import get_model_info
-
-    from lakeforge.tracking.registry import alias_version, model_version
+    from lakeforge.tracking.registry import alias_version
 
     version = alias_version(client, name, alias)
     if version is None:
@@ -54,13 +63,29 @@ def load_model(client: Any, name: str, alias: str, task: str) -> ScoringModel:
             else "set it in the registry, or remove it from model.scoring"
         )
         raise RegistryError(f"model '{name}' has no version with alias '{alias}'; {hint}")
+    return _load(client, name, version, alias, task)
+
+
+def load_version(client: Any, name: str, version: str, task: str) -> ScoringModel:
+    """Version ``version`` of registered model ``name``, loaded (a RegistryError listing the
+    versions when there is no such version)."""
+    return _load(client, name, version, "", task)
+
+
+def _load(client: Any, name: str, version: str, alias: str, task: str) -> ScoringModel:
+    import mlflow.sklearn
+    from mlflow.models import get_model_info
+
+    from lakeforge.tracking.registry import model_version
+
     mv = model_version(client, name, version)
+    version = str(mv.version)
     uri = f"models:/{name}/{version}"
     info = get_model_info(uri)
     if "spark" in (info.flavors or {}):
         raise RegistryError(
-            f"{uri} (alias {alias}) is a Spark MLlib model; batch scoring runs scikit-learn-API models "
-            "(LightGBM, scikit-learn) only"
+            f"{uri}{f' (alias {alias})' if alias else ''} is a Spark MLlib model; batch scoring runs "
+            "scikit-learn-API models (LightGBM, scikit-learn) only"
         )
     return ScoringModel(
         name=name,

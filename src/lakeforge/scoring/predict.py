@@ -216,6 +216,8 @@ def _call(method: Any, estimator: Any, x: np.ndarray, features: Sequence[str], n
         warnings.simplefilter("ignore", UserWarning)
         if is_lightgbm(estimator):
             return method(x, num_threads=num_threads)
+        if getattr(estimator, "takes_matrix", False):  # e.g. lakeforge.serving.onnx.OnnxModel
+            return method(x)
         import pandas as pd
 
         return method(pd.DataFrame(x, columns=list(features)))

@@ -45,6 +45,7 @@ from lakeforge.errors import FeatureError
 from lakeforge.features.spec import FeatureSetSpec
 from lakeforge.lake.catalog import Catalog
 from lakeforge.scoring.hashing import bucket
+from lakeforge.scoring.model import composed_model
 from lakeforge.scoring.predict import EXACT
 from lakeforge.scoring.tasks import CANARY_SALT, EXACT_SALT
 from lakeforge.serving.log import REQUEST_DATE, OnlineLog, features_json, log_schema
@@ -362,20 +363,6 @@ def _score(served: Served, table: pa.Table) -> list[dict[str, Any]]:
     ]
 
 
-def _model_config(cfg: Any, model_name: str) -> Any:
-    """The composed model, which must be ``model_name`` (checked before anything connects)."""
-    from lakeforge.errors import UsageError
-
-    model_cfg = cfg.get("model")
-    if model_cfg is None or str(model_cfg.name) != model_name:
-        composed = None if model_cfg is None else str(model_cfg.name)
-        raise UsageError(
-            f"model '{model_name}' is not the composed pipeline's model ({composed}); "
-            "choose the pipeline with the override pipeline=<name>"
-        )
-    return model_cfg
-
-
 def create_app(
     cfg: Any,
     catalog: Catalog,
@@ -384,16 +371,17 @@ def create_app(
     client: Any,
     alias: str | None = None,
     log_predictions: bool = True,
+    runtime: str = "native",
 ) -> FastAPI:
     """The FastAPI app serving ``model_name``; the model loads before the app is returned."""
     from lakeforge.features.build import spec_from_config
     from lakeforge.scoring.job import scoring_config
 
-    model_cfg = _model_config(cfg, model_name)
+    model_cfg = composed_model(cfg, model_name)
     scoring = scoring_config(model_cfg)
     spec = spec_from_config(cfg, str(model_cfg.feature_set))
     serve_cfg = cfg.online.serve
-    models = Models(client, model_cfg, scoring, alias)
+    models = Models(client, model_cfg, scoring, alias, runtime)
     models.refresh()
     online_log = None
     if log_predictions:
@@ -499,6 +487,7 @@ def create_app(
         return {
             "model": model_name,
             "task": models.task,
+            "runtime": models.runtime,
             "aliases": {
                 s.alias: {"role": s.role, "version": s.model.version, "run_id": s.model.run_id, "uri": s.model.uri}
                 for s in ([] if served is None else _all(served))
@@ -507,7 +496,7 @@ def create_app(
             "features": [] if served is None else list(served.serving.model.features),
             "reasons": {
                 "method": None if served is None else served.serving.scorer.method,
-                "top_k": int(scoring.reasons.top_k),
+                "top_k": int(models.scoring.reasons.top_k),
             },
             "entity": list(spec.entity),
             "event_time": spec.event_time,
@@ -535,16 +524,24 @@ def create_app(
     return app
 
 
-def serve(cfg: Any, catalog: Catalog, model_name: str, alias: str | None, host: str | None, port: int | None) -> None:
+def serve(
+    cfg: Any,
+    catalog: Catalog,
+    model_name: str,
+    alias: str | None,
+    host: str | None,
+    port: int | None,
+    runtime: str = "native",
+) -> None:
     """Run the API with uvicorn until interrupted (bound to ``online.serve.host``, 127.0.0.1 by default)."""
     import uvicorn
 
     from lakeforge.serving.store import store_from_config
     from lakeforge.tracking.store import connect
 
-    _model_config(cfg, model_name)
+    composed_model(cfg, model_name)
     store = store_from_config(cfg)
-    app = create_app(cfg, catalog, model_name, store, connect(cfg).client, alias)
+    app = create_app(cfg, catalog, model_name, store, connect(cfg).client, alias, runtime=runtime)
     serve_cfg = cfg.online.serve
     uvicorn.run(
         app,

@@ -1,6 +1,9 @@
 """The model versions a server answers with: the serving alias (and the canary's), loaded once,
 swapped when the registry moves an alias.
 
+With ``runtime="onnx"`` each version is scored by its ONNX export (`lakeforge.serving.onnx`)
+under onnxruntime instead of the estimator it was logged as; its reasons are then by occlusion.
+
 A request takes the current `Served` set once and scores with it to the end, so a promotion or a
 rollback in the middle of a request changes nothing for that request, and no request waits for
 a load: the new version is loaded beside the old one and then swapped in by one assignment.
@@ -8,16 +11,18 @@ a load: the new version is loaded beside the old one and then swapped in by one 
 
 from __future__ import annotations
 
+import copy
 import logging
 import pickle
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from lakeforge.scoring.model import ScoringModel, load_model, scorer_for
 from lakeforge.scoring.predict import _LOADED, Scorer
 
 log = logging.getLogger(__name__)
+RUNTIMES = ("native", "onnx")  # native: the estimator as logged (LightGBM, scikit-learn); onnx: its export
 
 
 @dataclass(frozen=True)
@@ -48,11 +53,23 @@ class ServedSet:
 class Models:
     """Loads the configured aliases of one registered model and reloads them when they move."""
 
-    def __init__(self, client: Any, model_cfg: Any, scoring: Any, alias: str | None = None) -> None:
+    def __init__(
+        self, client: Any, model_cfg: Any, scoring: Any, alias: str | None = None, runtime: str = "native"
+    ) -> None:
+        if runtime not in RUNTIMES:
+            from lakeforge.errors import UsageError
+
+            raise UsageError(f"unknown runtime '{runtime}'; choose one of {', '.join(RUNTIMES)}")
         self.client = client
         self.name = str(model_cfg.name)
         self.task = str(model_cfg.task)
+        self.runtime = runtime
         self.scoring = scoring
+        if runtime == "onnx" and str(scoring.reasons.method) in ("path", "treeshap"):
+            # Path attribution and TreeSHAP read the trees' node values, which an ONNX file does not keep.
+            log.warning("serve: runtime onnx computes reasons by occlusion, not %s", scoring.reasons.method)
+            self.scoring = copy.deepcopy(scoring)
+            self.scoring.reasons.method = "occlusion"
         self.alias = alias or str(scoring.alias)
         canary = scoring.get("canary")
         self.canary_alias = None if canary is None or alias is not None else str(canary.alias)
@@ -68,6 +85,10 @@ class Models:
         if previous is not None and version is not None and int(version) == previous.model.version:
             return previous
         model = load_model(self.client, self.name, alias, self.task)
+        if self.runtime == "onnx":
+            from lakeforge.serving.onnx import load_onnx
+
+            model = replace(model, estimator=load_onnx(self.client, model))
         scorer = scorer_for(model, self.scoring, pickle.dumps(model.estimator), (), num_threads=1)
         scorer.load()  # unpickle and compile the trees now, not in the first request after a swap
         return Served(alias, role, model, scorer)
