@@ -18,7 +18,7 @@ from pathlib import Path
 
 from bench.harness import BENCH_DIR
 
-ORDER = ("sql", "lake_write", "ingest", "features", "score", "monitor", "scale", "serve", "pipeline")
+ORDER = ("sql", "lake_write", "ingest", "features", "score", "monitor", "scale", "serve", "onnx", "pipeline")
 
 
 def available() -> list[str]:

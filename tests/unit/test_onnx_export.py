@@ -67,6 +67,67 @@ def test_each_kind_of_model_scores_alike_under_onnxruntime(
     assert check.max_abs_diff < TOLERANCE
 
 
+def test_lightgbm_compares_in_float64_as_lightgbm_does(data: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
+    # Rows sitting one float64 step above a split threshold: float32 rounds them onto the threshold
+    # and takes the other branch (what onnxmltools' float32 graph does); lakeforge's graph does not.
+    from onnxmltools import convert_lightgbm
+    from onnxmltools.convert.common.data_types import FloatTensorType
+
+    x, label, _ = data
+    estimator = lgb.LGBMClassifier(n_estimators=60, num_leaves=15, verbose=-1).fit(x[ROWS:], label[ROWS:])
+    crafted = np.array(x[:ROWS])
+    splits = [
+        (node["split_feature"], node["threshold"])
+        for tree in estimator.booster_.dump_model()["tree_info"]
+        for node in _internal_nodes(tree["tree_structure"])
+    ]
+    for row, (feature, threshold) in enumerate(splits[:ROWS]):
+        crafted[row, feature] = np.nextafter(threshold, np.inf)
+    ours = OnnxModel(convert(estimator, WIDTH, "classification").SerializeToString(), "classification")
+    assert parity(estimator, ours, crafted, FEATURES, "classification", "crafted").ok()
+    types = [("features", FloatTensorType([None, WIDTH]))]
+    float32 = OnnxModel(
+        convert_lightgbm(estimator, initial_types=types, zipmap=False, target_opset=15).SerializeToString(),
+        "classification",
+    )
+    with np.errstate(over="ignore"):  # LightGBM's "infinite" thresholds (1e300) overflow float32
+        assert parity(estimator, float32, crafted, FEATURES, "classification", "crafted").max_abs_diff > 1e-3
+
+
+def _internal_nodes(node: dict[str, Any]) -> list[dict[str, Any]]:
+    if "split_index" not in node:
+        return []
+    return [node, *_internal_nodes(node["left_child"]), *_internal_nodes(node["right_child"])]
+
+
+def test_lightgbm_sends_missing_values_where_lightgbm_does(data: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
+    # Trained without missing values (missing_type None: LightGBM reads NaN as 0), scored with them;
+    # and a Poisson regressor (the exp of the trees' sum).
+    x, label, value = data
+    complete = np.nan_to_num(x[ROWS:])
+    classifier = lgb.LGBMClassifier(n_estimators=40, verbose=-1).fit(complete, label[ROWS:])
+    model = OnnxModel(convert(classifier, WIDTH, "classification").SerializeToString(), "classification")
+    assert parity(classifier, model, x[:ROWS], FEATURES, "classification", "rows").ok()
+    poisson = lgb.LGBMRegressor(objective="poisson", n_estimators=40, verbose=-1)
+    poisson.fit(x[ROWS:], np.abs(value[ROWS:]) / 10)
+    model = OnnxModel(convert(poisson, WIDTH, "regression").SerializeToString(), "regression")
+    assert parity(poisson, model, x[:ROWS], FEATURES, "regression", "rows").ok()
+
+
+def test_lightgbm_models_the_graph_cannot_express_are_refused(
+    data: tuple[np.ndarray, np.ndarray, np.ndarray],
+) -> None:
+    x, label, _ = data
+    zero = lgb.LGBMClassifier(n_estimators=5, zero_as_missing=True, verbose=-1).fit(x[ROWS:], label[ROWS:])
+    with pytest.raises(ModelExportError, match="zero_as_missing=true"):
+        convert(zero, WIDTH, "classification")
+    hours = np.nan_to_num(x[ROWS:]).copy()
+    categorical = lgb.LGBMClassifier(n_estimators=5, min_data_per_group=5, cat_smooth=1, verbose=-1)
+    categorical.fit(hours, label[ROWS:], categorical_feature=[1])
+    with pytest.raises(ModelExportError, match="categorical splits"):
+        convert(categorical, WIDTH, "classification")
+
+
 def test_a_disagreeing_copy_fails_the_parity_check(data: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
     x, label, _ = data
     one = lgb.LGBMClassifier(n_estimators=20, verbose=-1).fit(x[ROWS:], label[ROWS:])

@@ -116,6 +116,18 @@ def test_occlusion_for_any_model_sums_to_the_score(data: tuple[np.ndarray, np.nd
     assert firsts.count("a") > len(firsts) / 2
 
 
+def test_occlusion_in_one_stacked_call_equals_one_call_per_feature(
+    data: tuple[np.ndarray, np.ndarray], lgbm: lgb.LGBMClassifier, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lakeforge.scoring import predict
+
+    x, _ = data
+    stacked = occlusion_contributions(lgbm, x[:50], FEATURES, "classification")  # 50 x 5 rows: stacked
+    monkeypatch.setattr(predict, "OCCLUSION_STACK_ROWS", 0)
+    looped = occlusion_contributions(lgbm, x[:50], FEATURES, "classification")
+    np.testing.assert_allclose(stacked, looped, rtol=0, atol=1e-15)
+
+
 def test_method_resolution(lgbm: lgb.LGBMClassifier) -> None:
     assert resolve_method("auto", lgbm, 5) == "path"
     assert resolve_method("treeshap", lgbm, 0) == "none"

@@ -38,6 +38,7 @@ EXACT = "_lf_exact"  # optional input column: True where the reasons must be exa
 TREE_METHODS = ("path", "treeshap")
 
 ERROR_TEXT = 300  # characters of a model error kept per row
+OCCLUSION_STACK_ROWS = 4096  # up to this many rows x (features + 1), occlusion predicts once
 # Per Python worker: model key -> (estimator, compiled trees or None). Lives as long as the worker.
 _LOADED: dict[str, tuple[Any, Any]] = {}
 
@@ -255,12 +256,22 @@ def occlusion_contributions(
             return positive_proba(estimator, m, features, num_threads)
         return np.asarray(_call(estimator.predict, estimator, m, features, num_threads), dtype=np.float64)
 
-    base = predict(x)
-    out = np.empty((x.shape[0], len(features) + 1))
-    masked = x.copy()
-    for j in range(len(features)):
-        masked[:, j] = np.nan
-        out[:, j] = base - predict(masked)
-        masked[:, j] = x[:, j]
+    n, k = x.shape[0], len(features)
+    out = np.empty((n, k + 1))
+    if n * (k + 1) <= OCCLUSION_STACK_ROWS:
+        # Few rows (an online request): the row and its k masked copies in one predict call, not k + 1.
+        stacked = np.repeat(x[None, :, :], k + 1, axis=0)
+        for j in range(k):
+            stacked[j + 1, :, j] = np.nan
+        scores = predict(stacked.reshape(-1, x.shape[1])).reshape(k + 1, n)
+        base = scores[0]
+        out[:, :k] = (base - scores[1:]).T
+    else:
+        base = predict(x)
+        masked = x.copy()
+        for j in range(k):
+            masked[:, j] = np.nan
+            out[:, j] = base - predict(masked)
+            masked[:, j] = x[:, j]
     out[:, -1] = base - out[:, :-1].sum(axis=1)
     return out

@@ -1,12 +1,12 @@
 """Portable models: a registered version as an ONNX file, and an ONNX file as a model to serve.
 
-`export_onnx` (``lakeforge export MODEL --format onnx``) converts a LightGBM (onnxmltools) or
-scikit-learn (skl2onnx) version to ONNX, with one float input ``features`` of shape
-(rows, model features) in the order of the version's signature, and the model's name, version,
-run, task and feature names in the file's metadata (``lakeforge.*`` keys). Before anything is
-written it scores up to 10,000 rows of ``features.<feature_set>`` with both the original model and
-the ONNX file under onnxruntime, and refuses the export when a score differs by more than 1e-5
-(ONNX tree ensembles compare in float32, LightGBM in float64). The file goes to ``--out`` and
+`export_onnx` (``lakeforge export MODEL --format onnx``) converts a LightGBM version (lakeforge's
+own converter, `lightgbm_to_onnx`: float64 thresholds, as LightGBM compares) or a scikit-learn
+one (skl2onnx, float32) to ONNX, with one input ``features`` of shape (rows, model features) in
+the order of the version's signature, and the model's name, version, run, task and feature names
+in the file's metadata (``lakeforge.*`` keys). Before anything is written it scores up to 10,000
+rows of ``features.<feature_set>`` with both the original model and the ONNX file under
+onnxruntime, and refuses the export when a score differs by more than 1e-5. The file goes to ``--out`` and
 into the version's MLflow run as the artifact ``onnx/model.onnx``, where ``lakeforge serve
 --runtime onnx`` finds it; the version gets the tags ``lakeforge.onnx.*`` (parity figures).
 
@@ -39,7 +39,7 @@ ARTIFACT_FILE = "model.onnx"
 # The largest |score difference| an export accepts (for a regressor relative to max(1, |value|)).
 TOLERANCE = 1e-5
 PARITY_ROWS = 10_000
-TARGET_OPSET = 15  # the highest onnxmltools' LightGBM converter supports (onnx 1.23)
+TARGET_OPSET = 15  # the default ONNX opset of the graphs (the highest onnxmltools supports with onnx 1.23)
 TAG = "lakeforge.onnx"
 
 
@@ -56,6 +56,7 @@ class OnnxModel:
         self.data = data
         self.task = task
         self._session: Any = None
+        self._dtype: Any = None  # the input's numpy type: float64 (lakeforge's LightGBM graphs) or float32
 
     def __getstate__(self) -> dict[str, Any]:
         return {"data": self.data, "task": self.task}
@@ -80,7 +81,9 @@ class OnnxModel:
         return dict(self.session.get_modelmeta().custom_metadata_map)
 
     def _run(self, x: np.ndarray) -> list[Any]:
-        return list(self.session.run(None, {INPUT: np.ascontiguousarray(x, dtype=np.float32)}))
+        if self._dtype is None:
+            self._dtype = np.float64 if self.session.get_inputs()[0].type == "tensor(double)" else np.float32
+        return list(self.session.run(None, {INPUT: np.ascontiguousarray(x, dtype=self._dtype)}))
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
         """(rows, classes) probabilities: the second output of a converted classifier."""
@@ -95,19 +98,16 @@ class OnnxModel:
 
 
 def convert(estimator: Any, n_features: int, task: str) -> Any:
-    """``estimator`` as an ONNX ModelProto taking ``INPUT`` (rows, n_features) float32.
+    """``estimator`` as an ONNX ModelProto taking ``INPUT`` (rows, n_features).
 
-    LightGBM models through onnxmltools, anything else through skl2onnx (pipelines included,
-    as far as skl2onnx knows their steps); probabilities as a plain tensor, not a ZipMap.
+    LightGBM models through `lightgbm_to_onnx` (float64 input), anything else through skl2onnx
+    (float32 input; pipelines included as far as skl2onnx knows their steps, LightGBM steps through
+    onnxmltools); probabilities as a plain tensor, not a ZipMap.
     """
     kind = type(estimator).__name__
     try:
         if is_lightgbm(estimator):
-            from onnxmltools import convert_lightgbm
-            from onnxmltools.convert.common.data_types import FloatTensorType
-
-            types = [(INPUT, FloatTensorType([None, n_features]))]
-            return convert_lightgbm(estimator, initial_types=types, zipmap=False, target_opset=TARGET_OPSET)
+            return lightgbm_to_onnx(estimator, n_features, task)
         from skl2onnx import convert_sklearn
         from skl2onnx.common.data_types import FloatTensorType as SklFloat
 
@@ -120,12 +120,139 @@ def convert(estimator: Any, n_features: int, task: str) -> Any:
             options=options,
             target_opset={"": TARGET_OPSET, "ai.onnx.ml": 3},
         )
+    except ModelExportError:
+        raise
     except Exception as exc:  # the converters raise RuntimeError, NameError, TypeError…: say which model
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelExportError(
-            f"cannot convert {kind} to ONNX: {first[:300].rstrip('.')}; lakeforge converts LightGBM models "
-            "(onnxmltools) and the scikit-learn estimators and pipelines skl2onnx supports"
+            f"cannot convert {kind} to ONNX: {first[:300].rstrip('.')}; lakeforge converts LightGBM binary "
+            "classifiers and regressors and the scikit-learn estimators and pipelines skl2onnx supports"
         ) from exc
+
+
+def lightgbm_to_onnx(estimator: Any, n_features: int, task: str) -> Any:
+    """A LightGBM binary classifier or regressor as one ``ai.onnx.ml`` TreeEnsembleRegressor on a
+    float64 input, with the split thresholds and leaf values as float64 tensors.
+
+    Why not onnxmltools: its converter casts the input and the thresholds to float32, and a value
+    within float32 rounding of a threshold then takes the other branch (0.06 off on 10,000 rows of
+    the demo's features). Compared in float64, as LightGBM compares, the scores differ only by the
+    float32 output (~1e-7). Missing values go where LightGBM sends them: the default side for
+    ``missing_type`` NaN, the side of 0.0 for None (LightGBM reads NaN as 0 there).
+    """
+    from onnx import TensorProto, helper, numpy_helper
+
+    booster = estimator.booster_
+    best = int(getattr(booster, "best_iteration", 0) or 0)
+    dump = booster.dump_model(num_iteration=best if best > 0 else None)
+    objective = str(dump.get("objective", "")).split()
+    name = objective[0] if objective else ""
+    if int(dump.get("num_tree_per_iteration", 1)) != 1:
+        raise ModelExportError(f"cannot convert a LightGBM model with objective '{name}' (several trees per iteration)")
+    nodes: dict[str, list[Any]] = {k: [] for k in ("tree", "node", "feature", "mode", "value", "yes", "no", "missing")}
+    leaves: dict[str, list[Any]] = {"tree": [], "node": [], "weight": []}
+
+    def walk(tree: int, node: dict[str, Any], ids: list[int]) -> int:
+        me = ids[0]
+        ids[0] += 1
+        nodes["tree"].append(tree)
+        nodes["node"].append(me)
+        at = len(nodes["tree"]) - 1
+        if "split_index" not in node:  # a leaf (a tree of one leaf is a bare {"leaf_value": v})
+            if "leaf_coeff" in node:
+                raise ModelExportError("cannot convert a LightGBM model with linear trees (linear_tree=true)")
+            for key, value in (("feature", 0), ("mode", "LEAF"), ("value", 0.0), ("yes", 0), ("no", 0), ("missing", 0)):
+                nodes[key].append(value)
+            leaves["tree"].append(tree)
+            leaves["node"].append(me)
+            leaves["weight"].append(float(node.get("leaf_value", 0.0)))
+            return me
+        if node["decision_type"] != "<=":
+            raise ModelExportError("cannot convert a LightGBM model with categorical splits (decision_type '==')")
+        threshold = float(node["threshold"])
+        if abs(threshold) >= 1e300:  # LightGBM dumps an infinite threshold (NaN vs the rest) as ±1e300
+            threshold = float(np.copysign(np.inf, threshold))
+        missing = str(node["missing_type"])
+        if missing == "NaN":
+            to_left = bool(node["default_left"])
+        elif missing == "None":
+            to_left = threshold >= 0.0
+        else:  # Zero: zeros go the default side, which a threshold comparison cannot say
+            raise ModelExportError("cannot convert a LightGBM model trained with zero_as_missing=true")
+        for key, value in (("feature", int(node["split_feature"])), ("mode", "BRANCH_LEQ"), ("value", threshold)):
+            nodes[key].append(value)
+        nodes["missing"].append(int(to_left))
+        nodes["yes"].append(0)
+        nodes["no"].append(0)
+        nodes["yes"][at] = walk(tree, node["left_child"], ids)
+        nodes["no"][at] = walk(tree, node["right_child"], ids)
+        return me
+
+    for tree, info in enumerate(dump["tree_info"]):
+        walk(tree, info["tree_structure"], [0])
+    ensemble = helper.make_node(
+        "TreeEnsembleRegressor",
+        [INPUT],
+        ["raw"],
+        domain="ai.onnx.ml",
+        n_targets=1,
+        aggregate_function="AVERAGE" if dump.get("average_output") else "SUM",
+        nodes_treeids=nodes["tree"],
+        nodes_nodeids=nodes["node"],
+        nodes_featureids=nodes["feature"],
+        nodes_modes=nodes["mode"],
+        nodes_values_as_tensor=numpy_helper.from_array(np.array(nodes["value"], dtype=np.float64), "thresholds"),
+        nodes_truenodeids=nodes["yes"],
+        nodes_falsenodeids=nodes["no"],
+        nodes_missing_value_tracks_true=nodes["missing"],
+        target_treeids=leaves["tree"],
+        target_nodeids=leaves["node"],
+        target_ids=[0] * len(leaves["node"]),
+        target_weights_as_tensor=numpy_helper.from_array(np.array(leaves["weight"], dtype=np.float64), "leaves"),
+    )
+    graph_nodes = [ensemble]
+    initializers = []
+    if task == "classification":
+        if name not in ("binary", "cross_entropy"):
+            raise ModelExportError(f"cannot convert a LightGBM classifier with objective '{name}' (binary only)")
+        sigmoid = next((float(p.split(":")[1]) for p in objective[1:] if p.startswith("sigmoid:")), 1.0)
+        initializers += [
+            numpy_helper.from_array(np.array([sigmoid], dtype=np.float32), "sigmoid"),
+            numpy_helper.from_array(np.array([1.0], dtype=np.float32), "one"),
+        ]
+        graph_nodes += [
+            helper.make_node("Mul", ["raw", "sigmoid"], ["scaled"]),
+            helper.make_node("Sigmoid", ["scaled"], ["p1"]),
+            helper.make_node("Sub", ["one", "p1"], ["p0"]),
+            helper.make_node("Concat", ["p0", "p1"], ["probabilities"], axis=1),
+            helper.make_node("ArgMax", ["probabilities"], ["label"], axis=1, keepdims=0),
+        ]
+        outputs = [
+            helper.make_tensor_value_info("label", TensorProto.INT64, [None]),
+            helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, [None, 2]),
+        ]
+    else:
+        if name in ("poisson", "gamma", "tweedie"):
+            graph_nodes.append(helper.make_node("Exp", ["raw"], ["variable"]))
+        elif name.startswith("regression") or name in ("huber", "fair", "quantile", "mape"):
+            graph_nodes.append(helper.make_node("Identity", ["raw"], ["variable"]))
+        else:
+            raise ModelExportError(f"cannot convert a LightGBM regressor with objective '{name}'")
+        outputs = [helper.make_tensor_value_info("variable", TensorProto.FLOAT, [None, 1])]
+    graph = helper.make_graph(
+        graph_nodes,
+        "lightgbm",
+        [helper.make_tensor_value_info(INPUT, TensorProto.DOUBLE, [None, n_features])],
+        outputs,
+        initializer=initializers,
+    )
+    model = helper.make_model(
+        graph,
+        opset_imports=[helper.make_opsetid("", TARGET_OPSET), helper.make_opsetid("ai.onnx.ml", 3)],
+        producer_name="lakeforge",
+    )
+    model.ir_version = 8  # what onnxruntime and opset 15 readers expect
+    return model
 
 
 def _register_lightgbm_in_skl2onnx() -> None:
@@ -230,6 +357,7 @@ class Exported:
     artifact: str
     parity: Parity
     size_bytes: int
+    input_type: str  # float64 | float32
 
     def describe(self) -> str:
         check = (
@@ -240,7 +368,7 @@ class Exported:
         )
         return (
             f"exported {self.model} v{self.version} to {self.path} ({self.size_bytes / 1e6:.1f} MB, ONNX, "
-            f"input '{INPUT}' float32 [rows, features])\n{check}\nlogged as {self.artifact} "
+            f"input '{INPUT}' {self.input_type} [rows, features])\n{check}\nlogged as {self.artifact} "
             f"(`lakeforge serve {self.model} --runtime onnx` serves it)"
         )
 
@@ -277,6 +405,8 @@ def export_onnx(
     client: Any, catalog: Any, model_cfg: Any, version: str | None, alias: str, out: Path | None, project_dir: Path
 ) -> Exported:
     """Convert version ``version`` (or the one ``alias`` points at) to ONNX, check it, write it."""
+    from onnx import TensorProto
+
     from lakeforge.scoring.model import load_model, load_version
 
     name, task = str(model_cfg.name), str(model_cfg.task)
@@ -305,7 +435,9 @@ def export_onnx(
         client.log_artifact(model.run_id, str(staged), ARTIFACT_DIR)
     client.set_model_version_tag(name, str(model.version), f"{TAG}.parity_rows", str(check.rows))
     client.set_model_version_tag(name, str(model.version), f"{TAG}.parity_max_abs_diff", repr(check.max_abs_diff))
-    return Exported(name, model.version, path, f"runs:/{model.run_id}/{ARTIFACT_DIR}/{ARTIFACT_FILE}", check, len(data))
+    input_type = "float64" if proto.graph.input[0].type.tensor_type.elem_type == TensorProto.DOUBLE else "float32"
+    artifact = f"runs:/{model.run_id}/{ARTIFACT_DIR}/{ARTIFACT_FILE}"
+    return Exported(name, model.version, path, artifact, check, len(data), input_type)
 
 
 def load_onnx(client: Any, model: ScoringModel) -> OnnxModel:
