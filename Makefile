@@ -89,6 +89,7 @@ demo: setup
 	$(BIN)/python scripts/serve_check.py
 	@# Portable: the champion as an ONNX file, checked against the original on 10,000 feature rows.
 	$(BIN)/lakeforge export flight_delay --format onnx
+	$(BIN)/python scripts/serve_check.py 3 --runtime onnx
 	@echo
 	@echo "Next (from this directory; add .venv/bin to PATH or prefix the commands with .venv/bin/):"
 	@echo "  lakeforge sql \"SELECT run_date, count(*), avg(score) FROM predictions.flight_delay GROUP BY ALL ORDER BY 1\""

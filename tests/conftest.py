@@ -49,9 +49,8 @@ def catalog(lake_root: Path) -> Any:
 # The longest files first (about their minutes on 2 cores): `make test` hands whole files to two
 # workers in collection order, so the short ones fill the end instead of a long one starting last.
 LONGEST_FIRST = (
-    "tests/e2e/test_airflow_runs.py",
+    "tests/e2e/test_runs_airflow_and_cluster.py",
     "tests/e2e/test_dvc_pipeline.py",
-    "tests/e2e/test_cluster_mode.py",
     "tests/e2e/test_init.py",
     "tests/e2e/test_ingest_job.py",
     "tests/spark/test_delta_kill.py",

@@ -1,4 +1,4 @@
-"""The cluster run of tests/e2e/test_cluster_mode.py, in its own process (one SparkContext per process):
+"""The cluster run of tests/e2e/test_runs_airflow_and_cluster.py, in its own process (one SparkContext per process):
 ``python -m tests.e2e.helpers_cluster ROOT MASTER`` builds the small training project under ROOT with the
 session on MASTER, trains, promotes, scores three dates, monitors them, and prints one JSON line."""
 

@@ -1,12 +1,20 @@
-"""The daily scoring DAG run by real Airflow on the small flight-delay project (tests/e2e/project.py),
-its model trained once for the module:
+"""The small flight-delay project (tests/e2e/project.py) scheduled by real Airflow and run on a real
+Spark standalone cluster. Its raw tables are ingested, a champion trained, and one date's features
+and predictions built once, in local mode, for the whole module (one Spark process); the tests
+then hold the other ways of running the same steps to that:
 
-* ``airflow dags test`` of the daily DAG for one date (features, score, monitor, retrain_request;
-  ingest marked done, the fixture having ingested the same files) writes that date's partitions;
+* on the cluster (a master and two workers started by the test from the Spark that pyspark
+  bundles, scripts/spark_standalone.sh), ingest -> features -> score of that date, with their
+  tasks on the workers' executors, give the same tables as local mode; and training, scoring and
+  monitoring of the small synthetic project give the model's own scores on the executors;
+* ``airflow dags test`` of the daily DAG for that date (features, score, materialize, monitor,
+  retrain_request; ingest marked done, the fixture having ingested the same files) writes that
+  date's partitions;
 * a backfill over two dates run by ``airflow standalone`` (the ``make airflow`` script) writes
   two partitions exactly once, although the score task of the second date is SIGKILLed while it
   writes: Airflow retries it, and the retry leaves no duplicate.
 
+The cluster tests come first: they compare with the local tables before the Airflow runs add dates.
 The project's daily schedule is edited the way a user would, in conf/: it starts with the data
 (2013), has a one-second retry delay, and for the backfill runs the score step only (which builds
 the dates' features it lacks).
@@ -31,11 +39,11 @@ import pytest
 from deltalake import DeltaTable
 
 from tests.e2e.conftest import BIN, REPO_ROOT, free_port
-from tests.e2e.project import TRAIN_RUN_DATE, run, small_project, user_env
+from tests.e2e.project import SCORE_DATES, TRAIN_RUN_DATE, run, small_project, user_env
 
 pytestmark = pytest.mark.slow
 DAG_ID = "flight_delay__daily_score"
-DAY = "2013-02-02"  # `airflow dags test`
+DAY = SCORE_DATES[0]  # built by the fixture, on the cluster, and by `airflow dags test`
 BACKFILL = ("2013-02-03", "2013-02-04")
 KILLED = BACKFILL[1]
 
@@ -52,12 +60,38 @@ def _edit_schedule(project: Path, **changes: str) -> None:
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The small project with its raw tables ingested and a champion trained (one Spark process)."""
+    """The small project with its raw tables ingested, a champion trained and DAY's features and
+    predictions built, in local mode (one Spark process)."""
     project = small_project(tmp_path_factory.mktemp("airflow") / "project")
     _edit_schedule(project, start_date='"2013-01-01"', end_date='"2013-12-31"', retry_delay="1s")
-    steps = ["ingest", f"train@{TRAIN_RUN_DATE}", f"evaluate@{TRAIN_RUN_DATE}"]
+    steps = ["ingest", f"train@{TRAIN_RUN_DATE}", f"evaluate@{TRAIN_RUN_DATE}", f"features@{DAY}", f"score@{DAY}"]
+    _steps(project, "local[2]", project / "lake", *steps)
+    return project
+
+
+@pytest.fixture(scope="module")
+def master(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A standalone master with two workers of one core each, stopped after the module."""
+    where = tmp_path_factory.mktemp("standalone")
+    port = free_port()
+    env = {**os.environ, "PYTHON": str(BIN / "python"), "SPARK_WORKERS": "2"}
+    env |= {"SPARK_WORKER_CORES": "1", "SPARK_WORKER_MEMORY": "2g"}
+    script = str(REPO_ROOT / "scripts" / "spark_standalone.sh")
+    started = subprocess.run(
+        [script, "start", str(port)], cwd=where, env=env, capture_output=True, text=True, timeout=120
+    )
+    try:
+        assert started.returncode == 0, started.stdout + started.stderr
+        yield f"spark://127.0.0.1:{port}"
+    finally:
+        subprocess.run([script, "stop"], cwd=where, env=env, capture_output=True, text=True, timeout=60)
+    logs = "".join(p.read_text() for p in (where / ".spark-standalone").glob("worker*.log"))
+    assert logs.count("Asked to launch executor") >= 2  # both workers ran executors
+
+
+def _steps(project: Path, master: str, lake: Path, *steps: str) -> int:
     proc = subprocess.run(
-        [str(BIN / "python"), "-m", "tests.e2e.helpers_cluster_steps", str(project), "local[2]", "lake", *steps],
+        [str(BIN / "python"), "-m", "tests.e2e.helpers_cluster_steps", str(project), master, str(lake), *steps],
         cwd=REPO_ROOT,
         env={**user_env(), "PYTHONPATH": str(REPO_ROOT)},
         capture_output=True,
@@ -65,7 +99,52 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
         timeout=900,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
-    return project
+    return int(proc.stdout.strip().splitlines()[-1])
+
+
+def _rows(lake: Path, table: str, drop: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    frame = DeltaTable(str(lake / table.replace(".", "/"))).to_pandas()
+    frame = frame.drop(columns=[c for c in drop if c in frame.columns])
+    frame = frame[sorted(frame.columns)]
+    # Floats to 9 decimals (window sums may add in another order), everything as text (so NaN == NaN).
+    return sorted(
+        tuple(f"{v:.9f}" if isinstance(v, float) else str(v) for v in row) for row in frame.itertuples(index=False)
+    )
+
+
+def test_ingest_features_and_score_on_the_cluster_equal_local_mode(master: str, project: Path, tmp_path: Path) -> None:
+    # The same project (and its champion), another lake: the steps the fixture ran locally.
+    cluster = tmp_path / "lake_cluster"
+    executors = _steps(project, master, cluster, "ingest", f"features@{DAY}", f"score@{DAY}")
+    assert executors == 2
+    lineage = ("job_run_id", "scored_at", "_ingest_run_id", "_ingested_at", "feature_table_version")
+    for table in (
+        "raw.flights",
+        "quarantine.flights",
+        "raw.weather",
+        "features.flight_delay",
+        "predictions.flight_delay",
+    ):
+        assert _rows(cluster, table, lineage) == _rows(project / "lake", table, lineage), table
+
+
+def test_train_score_and_monitor_on_the_cluster(master: str, tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [str(BIN / "python"), "-m", "tests.e2e.helpers_cluster", str(tmp_path / "project"), master],
+        cwd=REPO_ROOT,
+        env={**os.environ, "SPARK_LOCAL_IP": "127.0.0.1"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["master"] == master and result["executors"] == 2
+    assert result["rows"] == result["population"] == 3 * 72
+    assert result["max_score_diff"] < 1e-9
+    assert result["monitored_dates"] == ["2024-06-07", "2024-06-08", "2024-06-09"]
+    assert all(s is not None for s in result["drift_share"])
+    assert all(a is not None and 0.5 < a <= 1.0 for a in result["auc"][1:])
 
 
 def _env(project: Path, home: Path) -> dict[str, str]:
