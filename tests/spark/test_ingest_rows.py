@@ -42,6 +42,9 @@ BAD: dict[str, tuple[bytes, list[str]]] = {
     "duplicate key a": (b"27,AA,Alpha,1200,0.5,3.0,EWR,2013-01-17T06:00:00Z\n", ["_key:unique"]),
     "duplicate key b": (b"27,AA,Beta,1300,0.5,3.0,EWR,2013-01-17T06:00:00Z\n", ["_key:unique"]),
     "two failures": (b"28,aa,Alpha,9999,0.5,3.0,EWR,2013-01-18T06:00:00Z\n", ["dep:le(2400)", "code:regex"]),
+    # Spark parses these, changing them: a Java double suffix, a year Parquet statistics can't hold.
+    "number suffix": (b"29,AA,Alpha,1200,0.5,3d,EWR,2013-01-19T06:00:00Z\n", ["score:type"]),
+    "year 10000": (b"30,AA,Alpha,1200,0.5,3.0,EWR,+10000-01-20T06:00:00Z\n", ["ts:range"]),
 }
 GOOD_ROWS = 30
 

@@ -12,6 +12,8 @@ from lakeforge.data.validate import FAILED, RAW_RECORD
 from lakeforge.errors import DataValidationError
 
 EXAMPLE_ROWS = 5
+# An example value longer than this is cut: a 10,000-character value would bury the message.
+EXAMPLE_CHARS = 80
 TOP_CHECKS = 5
 
 
@@ -83,10 +85,18 @@ def check_freshness(dataset: str, freshness: Any, newest: datetime | None, run_d
         )
 
 
+def _shown(value: Any) -> str:
+    """A raw value as an example shows it: repr, cut at ``EXAMPLE_CHARS`` with the full length said."""
+    text = repr(value)
+    if len(text) <= EXAMPLE_CHARS:
+        return text
+    return f"{text[:EXAMPLE_CHARS]}… ({len(value):,} characters)"
+
+
 def _format_row(row: Mapping[str, Any], columns: Sequence[str]) -> str:
     """One quarantined example: its failed checks and raw values."""
-    values = ", ".join(f"{c}={row[c]!r}" for c in columns if row[c] is not None)
-    record = f" record={row[RAW_RECORD]!r}" if row[RAW_RECORD] is not None else ""
+    values = ", ".join(f"{c}={_shown(row[c])}" for c in columns if row[c] is not None)
+    record = f" record={_shown(row[RAW_RECORD])}" if row[RAW_RECORD] is not None else ""
     return f"  [{', '.join(row[FAILED])}] {values}{record}"
 
 

@@ -8,6 +8,10 @@ covers, in both tables: ingesting February's file leaves January alone, and inge
 again replaces January's accepted and quarantined rows (the quarantine is partitioned by
 ``_raw_partition``, e.g. ``month=1``, or ``month=null`` where a bad row's partition can't be
 computed). An unpartitioned dataset is one batch: both tables are overwritten.
+
+A partition value becomes a folder name, so a row whose value can't be one fails
+``<column>:partition`` and is quarantined: an empty string or ``__HIVE_DEFAULT_PARTITION__`` (both
+read back as null), a NUL character, or a folder name over 255 bytes once Spark has escaped it.
 """
 
 from __future__ import annotations
@@ -26,10 +30,10 @@ from lakeforge.data.dataset_checks import (
     check_row_count,
     summarise,
 )
-from lakeforge.data.schema import ColumnSpec, column_specs
-from lakeforge.data.sources import SourceRequest, get_reader
+from lakeforge.data.schema import PARTITION, ColumnSpec, check_name, column_specs
+from lakeforge.data.sources import SourceRequest, get_reader, read_failure
 from lakeforge.data.validate import FAILED, RAW_RECORD, duplicate_keys, failed_checks, raw_name, validate
-from lakeforge.errors import ConfigError, DataValidationError, SchemaMismatchError, did_you_mean
+from lakeforge.errors import ConfigError, DataValidationError, LakeforgeError, SchemaMismatchError, did_you_mean
 from lakeforge.lake.catalog import Catalog
 from lakeforge.lake.delta import Lineage, table_info, write_table
 
@@ -38,6 +42,11 @@ log = logging.getLogger(__name__)
 RUN_ID = "_ingest_run_id"
 INGESTED_AT = "_ingested_at"
 RAW_PARTITION = "_raw_partition"
+# Characters Spark writes as %XX in a partition folder name (ExternalCatalogUtils.charToEscape).
+_ESCAPED = r"[\x01-\x1f\"#%'*/:=?\\\x7f{\[\]^]"
+# Bytes in one folder name on Linux and macOS file systems (NAME_MAX).
+MAX_FOLDER_NAME = 255
+_HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"
 
 
 @dataclass(frozen=True)
@@ -69,12 +78,46 @@ def _partition_exprs(dataset_cfg: Any) -> dict[str, Any]:
     return {str(p): F.expr(derived[str(p)]) if str(p) in derived else F.col(f"`{p}`") for p in dataset_cfg.partition_by}
 
 
-def _raw_partition(parts: dict[str, Any]) -> Any:
-    """The quarantine's partition label, ``month=1`` (``month=null`` when it can't be computed)."""
+def _folder_bytes(prefix: str, value: Any) -> Any:
+    """Bytes of the folder ``<prefix><value>`` as Spark names it (escaping adds two bytes a character)."""
     from pyspark.sql import functions as F  # noqa: N812
 
-    labels = [F.concat(F.lit(f"{c}="), F.coalesce(e.cast("string"), F.lit("null"))) for c, e in parts.items()]
-    return F.concat_ws("/", *labels)
+    escaped = F.length(value) - F.length(F.regexp_replace(value, _ESCAPED, ""))
+    return F.lit(len(prefix.encode())) + F.octet_length(value) + escaped * 2
+
+
+def _storable(column: str, value: Any) -> Any:
+    """Whether a partition value (a string column) reads back as itself from its folder name."""
+    fits = (value != "") & (value != _HIVE_NULL) & ~value.contains("\x00")
+    return value.isNull() | (fits & (_folder_bytes(f"{column}=", value) <= MAX_FOLDER_NAME))
+
+
+def _partition_checked(validated: Any, parts: dict[str, Any]) -> Any:
+    """``validated`` with ``<column>:partition`` added to the failed checks of rows a folder can't hold."""
+    from pyspark.sql import functions as F  # noqa: N812
+
+    unusable = {c: ~_storable(c, e.cast("string")) for c, e in parts.items()}
+    names = F.array(*[F.when(bad, F.lit(check_name(c, PARTITION))) for c, bad in unusable.items()])
+    any_unusable = F.lit(False)
+    for bad in unusable.values():
+        any_unusable = any_unusable | bad
+    # Only the rare unusable row pays for the array filter.
+    checks = F.when(any_unusable, F.concat(F.col(FAILED), F.array_compact(names))).otherwise(F.col(FAILED))
+    return validated.withColumn(FAILED, checks)
+
+
+def _raw_partition(parts: dict[str, Any]) -> Any:
+    """The quarantine's partition label, ``month=1`` (``month=null`` when it can't be computed or
+    stored); a label too long for a folder name is replaced by its SHA-256."""
+    from pyspark.sql import functions as F  # noqa: N812
+
+    labels = []
+    for column, expr in parts.items():
+        value = expr.cast("string")
+        labels.append(F.concat(F.lit(f"{column}="), F.coalesce(F.when(_storable(column, value), value), F.lit("null"))))
+    label = F.concat_ws("/", *labels)
+    fits = _folder_bytes(f"{RAW_PARTITION}=", label) <= MAX_FOLDER_NAME
+    return F.when(fits, label).otherwise(F.concat(F.lit("sha256="), F.sha2(label, 256)))
 
 
 def _touched_partitions(validated: Any, parts: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -165,10 +208,12 @@ def ingest(
     try:
         # Duplicate keys from the cached key columns (usually none, or a small set joined back).
         dups = duplicate_keys(checked, key)
+        parts = _partition_exprs(dataset_cfg)
         validated = failed_checks(checked, dups, key)
+        if parts:
+            validated = _partition_checked(validated, parts)
         outcome = summarise(validated, str(freshness.column) if freshness is not None else None)
         check_row_count(name, outcome.rows_in, dataset_cfg.checks.row_count)
-        parts = _partition_exprs(dataset_cfg)
         quarantine = _quarantine_frame(validated, source.typed, specs, parts, lineage.job_run_id, datetime.now(UTC))
         max_bad = float(dataset_cfg.max_bad_fraction) if dataset_cfg.quarantine else 0.0
         check_bad_fraction(name, outcome, max_bad, quarantine, [s.name for s in specs])
@@ -176,6 +221,14 @@ def ingest(
             check_freshness(name, freshness, outcome.newest, run_date)
         touched = _touched_partitions(validated, parts) if parts else None
         return _write(validated, quarantine, specs, dataset_cfg, catalog, name, lineage, outcome, touched)
+    except LakeforgeError:
+        raise
+    except Exception as exc:
+        # Spark fails a whole read on some inputs (a CSV line past maxColumns): say which and why.
+        failure = read_failure(request, exc)
+        if failure is None:
+            raise
+        raise failure from exc
     finally:
         if dups is not None:
             dups.unpersist()

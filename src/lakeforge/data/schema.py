@@ -17,8 +17,15 @@ NOT_NULL = "not_null"
 TYPE = "type"
 FINITE = "finite"
 ENCODING = "encoding"
+# A date or timestamp outside years 1-9999: Parquet statistics, Python, pandas and most engines
+# can't hold it, so it is never accepted.
+RANGE = "range"
+# A value that can't name a partition folder of the raw table (too long, empty, NUL, Hive's null name).
+PARTITION = "partition"
 MALFORMED = "_row:malformed"
 DUPLICATE_KEY = "_key:unique"
+# Joins check names while they are computed (ASCII unit separator: never part of a name).
+SEP = "\x1f"
 # pandera's name for a nullable=False failure.
 _PANDERA_NOT_NULL = "not_nullable"
 

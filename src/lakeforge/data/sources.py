@@ -1,9 +1,13 @@
 """Sources: a short-name registry of readers (csv, json, parquet, delta, jdbc), imported when chosen.
 
-Text sources (csv, json) read every declared column as a string, in PERMISSIVE mode with a
-corrupt-record column, so unparsable values and malformed lines reach validation (and
-quarantine) instead of being dropped or nulled silently. Typed sources (parquet, delta) must
-match the declared types exactly; jdbc values are cast to the declared types like text.
+Text sources (csv, json) read every declared column as a string, with a corrupt-record column,
+so unparsable values and malformed lines reach validation (and quarantine) instead of being
+dropped or nulled silently: CSV through Spark's reader in PERMISSIVE mode, JSON lines through
+lakeforge's strict line parser (``source_json``). Typed sources (parquet, delta) must match the
+declared types exactly; jdbc values are cast to the declared types like text.
+
+Blank lines are no records: in CSV a line of nothing but characters up to U+0020 (univocity skips
+it), in JSON lines one of JSON whitespace only.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ CORRUPT_COLUMN = "_corrupt_record"
 # Short name -> "module:function"; the module is imported only when a dataset chooses it.
 SOURCES: dict[str, str] = {
     "csv": "lakeforge.data.sources:read_csv",
-    "json": "lakeforge.data.sources:read_json",
+    "json": "lakeforge.data.source_json:read_json",
     "parquet": "lakeforge.data.sources:read_parquet",
     "delta": "lakeforge.data.sources:read_delta",
     "jdbc": "lakeforge.data.source_jdbc:read_jdbc",
@@ -67,6 +71,9 @@ class SourceFrame:
     # True: columns already have the declared types (checked); False: cast them (text, jdbc).
     typed: bool
     corrupt_column: str | None = None
+    # A column of check names the reader itself found (``SEP``-joined, null = none), e.g. an
+    # object where JSON should hold a string: ``name:type``.
+    checks_column: str | None = None
 
 
 Reader = Callable[[Any, SourceRequest], SourceFrame]
@@ -98,7 +105,7 @@ def resolve_source_path(req: SourceRequest) -> str:
     return str(path)
 
 
-def _options(req: SourceRequest) -> dict[str, str]:
+def reader_options(req: SourceRequest) -> dict[str, str]:
     """The declared reader options as strings."""
     return {str(k): str(v) for k, v in dict(req.source.options or {}).items()}
 
@@ -122,7 +129,7 @@ def check_columns(req: SourceRequest, found: Sequence[str]) -> None:
         )
 
 
-def _string_schema(names: Sequence[str]) -> Any:
+def string_schema(names: Sequence[str]) -> Any:
     """All-string struct plus the corrupt-record column."""
     from pyspark.sql import types as T  # noqa: N812
 
@@ -130,49 +137,47 @@ def _string_schema(names: Sequence[str]) -> Any:
     return T.StructType([*fields, T.StructField(CORRUPT_COLUMN, T.StringType(), True)])
 
 
-def _permissive(reader: Any) -> Any:
+def permissive(reader: Any) -> Any:
     """Keep malformed records, with their raw text in the corrupt-record column."""
     return reader.option("mode", "PERMISSIVE").option("columnNameOfCorruptRecord", CORRUPT_COLUMN)
 
 
-def _empty(req: SourceRequest, path: str) -> DataValidationError:
+def empty_source(req: SourceRequest, path: str, detail: str = "no header, no rows") -> DataValidationError:
     """The error for a source without a single row."""
+    return DataValidationError(f"dataset '{req.dataset}': source '{path}' is empty ({detail}); nothing written")
+
+
+def read_failure(req: SourceRequest, exc: BaseException) -> DataValidationError | None:
+    """Spark's failure to read the whole source, said plainly; None when ``exc`` is something else.
+
+    Spark's CSV parser refuses a line of more than ``maxColumns`` fields even in PERMISSIVE mode:
+    the job fails instead of quarantining the line.
+    """
+    if str(req.source.format) != "csv" or "MALFORMED_CSV_RECORD" not in str(exc):
+        return None
+    limit = int(reader_options(req).get("maxColumns", "20480"))
     return DataValidationError(
-        f"dataset '{req.dataset}': source '{path}' is empty (no header, no rows); nothing written"
+        f"dataset '{req.dataset}': a line of '{resolve_source_path(req)}' has more than {limit:,} fields; "
+        f"nothing written. Spark's CSV parser reads at most maxColumns ({limit:,}) fields a line: fix that "
+        f"line, or raise dataset.{req.dataset}.source.options.maxColumns"
     )
 
 
 def read_csv(spark: Any, req: SourceRequest) -> SourceFrame:
     """CSV as strings: the header decides the column order, each declared column is checked for."""
     path = resolve_source_path(req)
-    options = _options(req)
+    options = reader_options(req)
     if options.get("header", "false").lower() == "true":
         # Reading without a schema (and without inference) only looks at the first line.
         header = spark.read.options(**options).option("inferSchema", "false").csv(path).columns
         if not header:
-            raise _empty(req, path)
+            raise empty_source(req, path)
         check_columns(req, header)
     else:
         header = [c.source for c in req.columns]
     options.pop("inferSchema", None)
-    reader = _permissive(spark.read.options(**options)).option("enforceSchema", "true")
-    df = reader.schema(_string_schema(header)).csv(path)
-    return SourceFrame(df, typed=False, corrupt_column=CORRUPT_COLUMN)
-
-
-def read_json(spark: Any, req: SourceRequest) -> SourceFrame:
-    """JSON lines as strings (numbers keep their text); field names come from inference."""
-    path = resolve_source_path(req)
-    options = _options(req)
-    found = [c for c in spark.read.options(**options).json(path).columns if c != CORRUPT_COLUMN]
-    if not found:
-        # Inference sees no field at all: an empty file, or nothing but malformed lines.
-        probe = spark.read.text(path)
-        if probe.limit(1).count() == 0:
-            raise _empty(req, path)
-    else:
-        check_columns(req, found)
-    df = _permissive(spark.read.options(**options)).schema(_string_schema([c.source for c in req.columns])).json(path)
+    reader = permissive(spark.read.options(**options)).option("enforceSchema", "true")
+    df = reader.schema(string_schema(header)).csv(path)
     return SourceFrame(df, typed=False, corrupt_column=CORRUPT_COLUMN)
 
 
@@ -191,7 +196,7 @@ def check_types(req: SourceRequest, df: Any) -> None:
 
 def read_parquet(spark: Any, req: SourceRequest) -> SourceFrame:
     """Parquet files: typed, checked against the declaration."""
-    df = spark.read.options(**_options(req)).parquet(resolve_source_path(req))
+    df = spark.read.options(**reader_options(req)).parquet(resolve_source_path(req))
     check_types(req, df)
     return SourceFrame(df, typed=True)
 
@@ -202,10 +207,10 @@ def read_delta(spark: Any, req: SourceRequest) -> SourceFrame:
     from lakeforge.lake.delta import read_table
 
     folder = Path(resolve_source_path(req))
-    catalog = Catalog(folder.parent.parent)
+    catalog = Catalog(folder.parent.parent, allow_external=True)  # a source is only read, never written
     if not catalog.exists(TableName(folder.parent.name, folder.name)):
         raise DataValidationError(f"dataset '{req.dataset}': '{folder}' is not a Delta table (no _delta_log)")
-    version = _options(req).get("version")
+    version = reader_options(req).get("version")
     # The folder need not sit under a lakeforge layer, so build the name without parsing it.
     name: Any = TableName(folder.parent.name, folder.name)
     df = read_table(spark, catalog, name, int(version) if version is not None else None)

@@ -1,8 +1,11 @@
 """Row-level validation in Spark: cast, parse-level checks, then pandera per Arrow batch (a pandas UDF).
 
-Parse-level checks (``type``, ``finite``, ``encoding``, ``_row:malformed``) and the duplicate-key
-check are Spark expressions: they need the raw value or the whole dataset, which pandas can't
-see (a null and a failed cast are both NaN there). Declared value checks run as one lazy pandera
+Parse-level checks (``type``, ``finite``, ``encoding``, ``range``, ``_row:malformed``) and the
+duplicate-key check are Spark expressions: they need the raw value or the whole dataset, which pandas
+can't see (a null and a failed cast are both NaN there). ``type`` fails wherever Spark's cast would
+change the text instead of refusing it: a date followed by anything but a valid time
+(``2013-01-01 lol``), a decimal with more fraction digits than its scale (``1.239`` as
+``decimal(10,2)``), a Java float suffix (``1d``, ``2.5f``). Declared value checks run as one lazy pandera
 validation per Arrow batch of the checked columns only (a scalar-iterator pandas UDF: Spark keeps
 the rest of the row), so a row's outcome is vectorised and the work stays distributed. Duplicate
 keys are counted on the persisted frame (key columns only) and joined back when there are any.
@@ -10,6 +13,7 @@ keys are counted on the persisted frame (key columns only) and joined back when 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -21,6 +25,8 @@ from lakeforge.data.schema import (
     FINITE,
     MALFORMED,
     NOT_NULL,
+    RANGE,
+    SEP,
     TYPE,
     ColumnSpec,
     arrow_strings,
@@ -36,8 +42,6 @@ RAW_PREFIX = "_raw_"
 _PRE = "_pre_failed"
 _FOUND = "_found_checks"
 _DUP_KEY = "_dup_key_"
-# Joins check names while they are computed (ASCII unit separator: never part of a name).
-SEP = "\x1f"
 # Spark replaces bytes that are not valid in the declared encoding with U+FFFD.
 _REPLACEMENT_CHAR = "\ufffd"
 
@@ -47,6 +51,29 @@ def raw_name(column: str) -> str:
     return f"{RAW_PREFIX}{column}"
 
 
+_DECIMAL = re.compile(r"decimal\(\s*(\d+)\s*,\s*(\d+)\s*\)")
+# A number Spark parses although it is not one: Java's float and double suffixes.
+_NUMBER_SUFFIX = r"[0-9.][dDfF]\s*$"
+
+
+def _altered(spec: ColumnSpec, raw: Any, typed: Any) -> Any:
+    """Where Spark's cast of ``raw`` succeeded but changed or guessed the value (a ``type`` failure), else None."""
+    text = raw.cast("string")  # a jdbc source hands over typed values
+    if spec.type == "date":
+        # Spark's date cast keeps the date and drops whatever follows a space or a 'T'.
+        return raw.try_cast("timestamp").isNull()
+    if spec.type in ("float", "double"):
+        return text.rlike(_NUMBER_SUFFIX)
+    if spec.type.startswith("decimal"):
+        match = _DECIMAL.fullmatch(spec.type.replace(" ", ""))
+        scale = int(match.group(2)) if match else 0
+        # More non-zero fraction digits than the scale: the cast would round them away.
+        plain = text.rlike(rf"^\s*[+-]?[0-9]*\.[0-9]{{{scale}}}[0-9]*[1-9][0-9]*\s*$")
+        exponent = text.rlike("[eE]") & (typed.cast("double") != raw.try_cast("double"))
+        return plain | exponent
+    return None
+
+
 def _parse_checks(src: SourceFrame, spec: ColumnSpec, typed: Any) -> list[Any]:
     """Spark expressions yielding a check name where the row fails it, else null."""
     from pyspark.sql import functions as F  # noqa: N812
@@ -54,9 +81,15 @@ def _parse_checks(src: SourceFrame, spec: ColumnSpec, typed: Any) -> list[Any]:
     raw = F.col(f"`{spec.source}`")
     found = []
     if not src.typed:
-        found.append(F.when(raw.isNotNull() & typed.isNull(), F.lit(check_name(spec.name, TYPE))))
+        unparsed = typed.isNull()
+        altered = _altered(spec, raw, typed)
+        if altered is not None:
+            unparsed = unparsed | altered
+        found.append(F.when(raw.isNotNull() & unparsed, F.lit(check_name(spec.name, TYPE))))
         if spec.type == "string":
             found.append(F.when(raw.contains(_REPLACEMENT_CHAR), F.lit(check_name(spec.name, ENCODING))))
+    if spec.type in ("date", "timestamp"):
+        found.append(F.when(~F.year(typed).between(1, 9999), F.lit(check_name(spec.name, RANGE))))
     if spec.type in ("float", "double"):
         # NaN and ±inf are never measurements; pandas would see NaN as null and let it pass.
         bad = F.isnan(typed) | typed.isin(float("inf"), float("-inf"))
@@ -81,6 +114,8 @@ def prepare(src: SourceFrame, specs: Sequence[ColumnSpec]) -> Any:
         failures.append(F.when(F.col(src.corrupt_column).isNotNull(), F.lit(MALFORMED)))
     else:
         selected.append(F.lit(None).cast("string").alias(RAW_RECORD))
+    if src.checks_column:
+        failures.append(F.col(src.checks_column))
     return src.df.select(*selected, _joined(failures).alias(_PRE))
 
 
