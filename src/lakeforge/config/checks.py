@@ -12,6 +12,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from lakeforge.config.hydra_errors import expected_type, unknown_key_message
 from lakeforge.config.locate import Locator
+from lakeforge.config.secrets import is_secret_key
 from lakeforge.errors import ConfigError
 
 _SECRET_KEY = re.compile(r"(password|passwd|secret|token|api_key|access_key)", re.I)
@@ -113,7 +114,9 @@ def _check_secret(path: str, node: Node, report: Report) -> None:
     if not isinstance(raw, str) or not raw:
         return
     leaf = path.rsplit(".", 1)[-1].split("[", 1)[0]
-    if _SECRET_KEY.search(leaf) and not _ENV_ONLY.match(raw) and not raw.startswith("${oc.env:"):
+    # The whole key too: spark.conf's spark.hadoop.fs.s3a.secret.key, storage's AZURE_STORAGE_ACCOUNT_KEY.
+    secret = _SECRET_KEY.search(leaf) or is_secret_key(node._key())
+    if secret and not _ENV_ONLY.match(raw) and not raw.startswith("${oc.env:"):
         report(
             path,
             "literal credential: secrets must come from the environment, "

@@ -18,6 +18,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from lakeforge.config.checks import check_nodes, plain
 from lakeforge.config.crossref_ml import check_references
+from lakeforge.config.defaults_walk import check_conf_files
 from lakeforge.config.hydra_errors import translate
 from lakeforge.config.locate import Locator
 from lakeforge.config.schema import register_schemas
@@ -58,6 +59,8 @@ def _locator(conf_dir: Path, overrides: Sequence[str]) -> Locator:
         return loc
     for entry in defaults.defaults:
         path = entry.config_path or ""
+        if not path.startswith("hydra/"):
+            loc.placements.append((entry.package or "", path, entry.parent or ""))
         if path.startswith("hydra/") or path == "hydra/config" or path.endswith("/schema"):
             continue
         if (conf_dir / f"{path}.yaml").is_file():
@@ -70,6 +73,9 @@ def _compose(conf_dir: Path, overrides: Sequence[str]) -> tuple[DictConfig | Non
     register_schemas()
     GlobalHydra.instance().clear()  # a stale Hydra (e.g. a failed earlier compose) must not leak in
     loc = Locator(conf_dir=conf_dir)
+    unreadable = check_conf_files(conf_dir, CONFIG_NAME, overrides)
+    if unreadable:
+        return None, loc, unreadable
     try:
         with initialize_config_dir(str(conf_dir.absolute()), version_base="1.3", job_name="lakeforge"):
             loc = _locator(conf_dir, overrides)
@@ -143,6 +149,9 @@ def load_lake_config(overrides: Sequence[str] = (), *, conf_dir: Path | None = N
     """
     conf = Path(conf_dir or find_conf_dir())
     kept = [o for o in overrides if o.lstrip("+~").split("=", 1)[0].split("@")[0].split(".")[0] in LAKE_GROUPS]
+    unreadable = check_conf_files(conf, CONFIG_NAME, [*kept, "~pipeline"])
+    if unreadable:
+        raise unreadable[0] if len(unreadable) == 1 else ConfigErrors(unreadable)
     register_schemas()
     GlobalHydra.instance().clear()
     try:
@@ -194,8 +203,14 @@ def check_all_with_default(
 
 
 def config_hash(cfg: DictConfig) -> str:
-    """A stable hash of the resolved config (first 12 hex digits of sha256); ignores project_root."""
-    data = OmegaConf.to_container(cfg, resolve=True)
+    """A stable hash of the resolved config (first 12 hex digits of sha256); ignores project_root.
+
+    Credentials are masked first: the hash goes into commit metadata and MLflow tags, where it
+    must not confirm a guessed secret (and rotating a secret is not a config change).
+    """
+    from lakeforge.config.secrets import redact
+
+    data = redact(OmegaConf.to_container(cfg, resolve=True))
     assert isinstance(data, dict)
     data.pop("project_root", None)
     text = json.dumps(data, sort_keys=True, default=str, separators=(",", ":"))

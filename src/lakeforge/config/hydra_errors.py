@@ -14,17 +14,15 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from lakeforge.config import schema
+from lakeforge.config.conf_files import yaml_syntax_error
 from lakeforge.config.locate import Locator
 from lakeforge.errors import ConfigError, did_you_mean
 
-_IN_CONFIG = re.compile(
-    r"In '(?P<cfg>[^']+)': (?P<etype>\w+) raised while composing config:\n(?P<msg>.*?)\n"
-    r"\s+full_key: (?P<key>\S*)\n.*?object_type=(?P<obj>\w+)",
-    re.S,
-)
+_IN_CONFIG = re.compile(r"In '(?P<cfg>[^']+)': (?P<etype>\w+) raised while composing config:\n(?P<msg>.*)", re.S)
+_IN_FILE = re.compile(r"In '?(?P<cfg>[^':\s]+)'?: (?P<msg>.+)", re.S)
 _NOT_FOUND = re.compile(r"In '(?P<cfg>[^']+)': Could not (?:find|load) '(?P<path>[^']+)'")
 _KEY_NOT_IN = re.compile(r"Key '(?P<key>[^']+)' not in '(?P<obj>\w+)'")
-_FULL_KEY = re.compile(r"full_key: (?P<key>\S*)")
+_FULL_KEY = re.compile(r"full_key: (?P<key>[^\n]*)")
 _OBJECT_TYPE = re.compile(r"object_type=(?P<obj>\w+)")
 
 
@@ -114,6 +112,25 @@ def _omegaconf_problem(etype: str, msg: str, leaf: str, obj: str) -> str:
     return f"{etype}: {first}"
 
 
+def _in_config(config_path: str, etype: str, detail: str, loc: Locator) -> ConfigError:
+    """An OmegaConf error Hydra met merging ``config_path``: in the file, or in where an entry placed it."""
+    key_m, obj_m = _FULL_KEY.search(detail), _OBJECT_TYPE.search(detail)
+    full = key_m["key"] if key_m else ""
+    problem = _omegaconf_problem(etype, detail, full.rsplit(".", 1)[-1], obj_m["obj"] if obj_m else "")
+    placed = loc.placement(config_path, full)
+    if placed is not None:  # the key is part of the package a defaults entry chose, not of the file
+        chooser, config, package = placed
+        return ConfigError(
+            f"'{full}': {problem}; the package this entry puts '{config}' at ('@{package}') must be a key "
+            "the schema has",
+            file=loc.display(chooser),
+            key=f"defaults ({config}@{package})",
+        )
+    if not (loc.conf_dir / f"{config_path}.yaml").is_file():  # a schema of the config store: no file to name
+        return ConfigError(problem, file=loc.file_for(full), key=full)
+    return ConfigError(problem, file=loc.display(config_path), key=_full_key(loc, config_path, full))
+
+
 def _missing_config(exc: Exception, loc: Locator, overrides: Sequence[str]) -> ConfigError:
     """``Could not find 'group/option'`` → unknown option with the available ones."""
     text = str(exc)
@@ -137,18 +154,13 @@ def _yaml_error(exc: yaml.MarkedYAMLError, loc: Locator) -> ConfigError:
     """A YAML syntax error with its file, line and column."""
     mark = exc.problem_mark or exc.context_mark
     file = loc.display(loc.primary)
-    where = "line ?"
     if mark is not None:
         path = Path(mark.name)
         try:
             file = path.resolve().relative_to(loc.conf_dir.resolve().parent).as_posix()
         except ValueError:
             file = path.as_posix()
-        where = f"line {mark.line + 1}, column {mark.column + 1}"
-    detail = f"invalid YAML: {exc.problem or 'syntax error'}"
-    if exc.context:
-        detail += f" ({exc.context})"
-    return ConfigError(detail + "; fix the syntax (quote values containing ':' or '#')", file=file, key=where)
+    return yaml_syntax_error(exc, file)
 
 
 def _bad_override(exc: BaseException, overrides: Sequence[str]) -> tuple[str, str]:
@@ -182,10 +194,7 @@ def translate(exc: BaseException, loc: Locator, overrides: Sequence[str] = ()) -
         return _missing_config(exc, loc, overrides)
     text = str(exc)
     if isinstance(exc, ConfigCompositionException) and (m := _IN_CONFIG.search(text)) is not None:
-        leaf = m["key"].rsplit(".", 1)[-1]
-        key = _full_key(loc, m["cfg"], m["key"])
-        problem = _omegaconf_problem(m["etype"], m["msg"], leaf, m["obj"])
-        return ConfigError(problem, file=loc.display(m["cfg"]), key=key)
+        return _in_config(m["cfg"], m["etype"], m["msg"], loc)
     cause = exc.__cause__
     if isinstance(exc, ConfigCompositionException) and cause is not None:
         blamed = next((o for o in overrides if o.lstrip("+~").split("=", 1)[0] in text), None)
@@ -196,6 +205,15 @@ def translate(exc: BaseException, loc: Locator, overrides: Sequence[str] = ()) -
         if blamed:
             return ConfigError(problem, key=f"override '{blamed}': {key}")
         return ConfigError(problem, file=loc.display(loc.primary), key=key)
+    if isinstance(exc, ConfigCompositionException) and text.startswith("Error resolving interpolation"):
+        return ConfigError(
+            f"{text.strip().splitlines()[0]}; an interpolation in a defaults list names another group's "
+            "choice (e.g. ${storage}) or a set environment variable",
+            file=_file_holding(loc, text) or loc.display(loc.primary),
+            key="defaults",
+        )
+    if isinstance(exc, ConfigCompositionException) and (m := _IN_FILE.match(text)) is not None:
+        return ConfigError(m["msg"].strip().splitlines()[0], file=loc.display(m["cfg"]), key="defaults")
     if isinstance(exc, (yaml.YAMLError, OmegaConfBaseException, ConfigCompositionException)):
         return ConfigError(text.strip().splitlines()[0], file=loc.display(loc.primary), key="(composition)")
     return ConfigError(
@@ -203,3 +221,17 @@ def translate(exc: BaseException, loc: Locator, overrides: Sequence[str] = ()) -
         file=loc.display(loc.primary),
         key="(composition)",
     )
+
+
+def _file_holding(loc: Locator, text: str) -> str | None:
+    """The conf/ file holding the first ``${…}`` a message quotes (Hydra's message names none)."""
+    quoted = re.search(r"'[^'\n]*?(\$\{[^'\n]*)'", text)
+    if quoted is None:
+        return None
+    for path in sorted(loc.conf_dir.rglob("*.yaml")):
+        try:
+            if quoted[1] in path.read_text(encoding="utf-8"):
+                return path.relative_to(loc.conf_dir.parent).as_posix()
+        except (OSError, UnicodeDecodeError):
+            continue
+    return None

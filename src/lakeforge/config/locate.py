@@ -14,6 +14,8 @@ class Locator:
     # (package, config_path) of every YAML file in the defaults list, in merge order.
     sources: list[tuple[str, str]] = field(default_factory=list)
     primary: str = "config"
+    # (package, config_path, parent config_path) of every defaults entry, schemas included.
+    placements: list[tuple[str, str, str]] = field(default_factory=list)
 
     def display(self, config_path: str) -> str:
         """The file of a config path as shown to users: ``conf/model/flight_delay.yaml``."""
@@ -50,3 +52,29 @@ class Locator:
         if not folder.is_dir():
             return []
         return sorted(p.stem for p in folder.glob("*.yaml"))
+
+    def placement(self, config_path: str, key: str) -> tuple[str, str, str] | None:
+        """Who put ``config_path`` at a package that ``key`` is (a prefix of), if it was placed there.
+
+        Returns (the config whose defaults entry chose the package, the config it placed there, the
+        package): ``dataset/schema`` at ``datasets.flights`` was placed by ``dataset/flights``, which
+        ``pipeline/flight_delay`` placed there with ``/dataset@datasets.flights: flights``.
+        """
+        for package, path, parent in self.placements:
+            if not key or path != config_path or not (package == key or package.startswith(key + ".")):
+                continue
+            placed, chooser = path, parent
+            for _ in self.placements:  # climb while the parent sits at the same package
+                above = self._parent_at(chooser, package)
+                if above is None:
+                    break
+                placed, chooser = chooser, above
+            return chooser, placed, package
+        return None
+
+    def _parent_at(self, config_path: str, package: str) -> str | None:
+        """The parent of ``config_path`` where it was placed at ``package``, or None."""
+        for placed_package, path, parent in self.placements:
+            if path == config_path and placed_package == package:
+                return parent
+        return None

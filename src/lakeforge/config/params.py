@@ -3,13 +3,15 @@
 DVC tracks parameters in params.yaml, so lakeforge writes the composed config
 there (`lakeforge params`) and `lakeforge check` reports a params.yaml that no
 longer matches conf/. Interpolations such as ``${oc.env:DB_PASSWORD}`` are kept
-as written, so secrets never land in the file.
+as written, so secrets never land in the file (:mod:`lakeforge.config.secrets` masks any credential
+that is not such a reference).
 
 Under ``dvc exp run -S key=value`` DVC writes params.yaml itself, composing conf/
 with the override through Hydra and resolving every interpolation. The difference
 between that file and conf/ is then the experiment's overrides
 (``params_overrides``): the ``params`` stage rewrites the file from conf/ plus
-those overrides, unresolved again, and every job composes them in.
+those overrides, unresolved again, and every job composes them in. A credential is never one of
+them: DVC's copy holds its value, resolved from the environment, and conf/'s reference replaces it.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
+from lakeforge.config.secrets import redact
 from lakeforge.errors import ConfigError
 
 PARAMS_FILE = "params.yaml"
@@ -37,10 +40,11 @@ CALL_KEYS = ("project_root", "run_date", "start_date", "end_date", "repro")
 
 
 def params_data(cfg: DictConfig) -> dict[str, Any]:
-    """The composed config as plain data, interpolations unresolved, without the call keys."""
+    """The composed config as plain data, interpolations unresolved and credentials masked, without
+    the call keys."""
     data = OmegaConf.to_container(cfg, resolve=False)
     assert isinstance(data, dict)
-    return {str(k): v for k, v in data.items() if k not in CALL_KEYS}
+    return {str(k): redact(v, k) for k, v in data.items() if k not in CALL_KEYS}
 
 
 def render_params(cfg: DictConfig) -> str:
@@ -98,6 +102,20 @@ def _resolved(cfg: DictConfig, key: str) -> Any:
     return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
 
 
+def _keep_references(key: str, value: Any, written: Any) -> Any:
+    """params.yaml's ``value`` with each credential in it replaced by conf/'s ``written`` one (its
+    ``${oc.env:…}`` reference), or left out (``_UNRESOLVED``) where conf/ has none.
+
+    DVC writes credentials resolved from the environment; as overrides they would be echoed to the
+    job log and refused as literals. A list holding one is conf/'s as a whole.
+    """
+    if isinstance(value, dict):
+        known = written if isinstance(written, dict) else {}
+        kept = {k: _keep_references(str(k), v, known.get(k, _UNRESOLVED)) for k, v in value.items()}
+        return {k: v for k, v in kept.items() if v is not _UNRESOLVED}
+    return value if redact(value, key) == value else written
+
+
 def hydra_value(value: Any) -> str:
     """``value`` in Hydra's override grammar (strings quoted, lists and mappings spelled out)."""
     if value is None:
@@ -135,7 +153,10 @@ def params_overrides(cfg: DictConfig, project_dir: Path) -> list[str]:
         on_disk.pop(key, None)
     written = dict(_leaves(params_data(cfg)))
     overrides = []
-    for key, value in _leaves(on_disk):
+    for key, found in _leaves(on_disk):
+        value = _keep_references(key.rsplit(".", 1)[-1], found, written.get(key, _UNRESOLVED))
+        if value is _UNRESOLVED:
+            continue
         if key in written and value == written[key]:
             continue
         if key in written and value == _resolved(cfg, key):

@@ -94,6 +94,9 @@ class StorageConfig:
     lake_root: str = MISSING
     # Passed to delta-rs (and to Spark's Hadoop conf for object stores).
     options: dict[str, str] = field(default_factory=dict)
+    # A table folder (or a layer folder) that is a symlink leading outside lake_root is refused
+    # unless this is true: a lake that deliberately keeps some tables on another disk says so here.
+    allow_external_locations: bool = False
 
 
 @dataclass
