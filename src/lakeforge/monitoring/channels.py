@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
@@ -163,9 +164,14 @@ class WebhookChannel(Channel):
         return redact_url(self.url)
 
     def secrets(self) -> list[str]:
+        # The path too: chat webhooks keep their token there, and http.client quotes the path
+        # alone in some errors (InvalidURL for a URL from a .env file that kept a comment or a space).
         parts = urlsplit(self.url)
         bare = urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, parts.query, ""))
-        return [s for s in (self.url, bare, parts.password, parts.query) if s]
+        path = parts.path if parts.path.strip("/") else ""
+        request_target = f"{path}?{parts.query}" if path and parts.query else ""
+        pieces = (self.url, bare, request_target, path, parts.password, parts.username, parts.query, parts.fragment)
+        return [s for s in pieces if s]
 
     def deliver(self, note: Notification) -> None:
         import base64
@@ -383,14 +389,22 @@ def send(
     return [_deliver(channel, note) for channel in built if isinstance(channel, Channel)]
 
 
+def _masked(text: str, secrets: Iterable[str]) -> str:
+    """``text`` with each secret (longest first) replaced by ``***``; a secret starting or ending with a
+    letter or digit only where it is not part of a longer word (a user name 'u' stays in 'found')."""
+    for secret in sorted(set(secrets), key=len, reverse=True):
+        before = r"(?<!\w)" if secret[:1].isalnum() else ""
+        after = r"(?!\w)" if secret[-1:].isalnum() else ""
+        text = re.sub(before + re.escape(secret) + after, "***", text)
+    return text
+
+
 def _deliver(channel: Channel, note: Notification) -> ChannelResult:
     """Deliver to one channel, turning any failure into a failed result and a warning."""
     try:
         channel.deliver(note)
     except Exception as exc:  # one broken channel must not fail monitoring
-        error = f"{type(exc).__name__}: {exc}"
-        for secret in sorted(channel.secrets(), key=len, reverse=True):
-            error = error.replace(secret, "***")
+        error = _masked(f"{type(exc).__name__}: {exc}", channel.secrets())
         logger.warning(
             "alert channel %s (%s) failed for model '%s' on %s: %s",
             channel.kind,

@@ -279,7 +279,9 @@ def monitor(spark: Any, cfg: Any, catalog: Catalog, lineage: Lineage, *, replay:
     replay = bool(cfg.get("repro")) if replay is None else replay
     project_root = Path(str(cfg.project_root))
     rules = rules_from_config(OmegaConf.to_container(mon.alerts.rules), file=file, signals=MONITOR_SIGNALS)  # type: ignore[arg-type]
-    channels = channels_from_config(OmegaConf.to_container(mon.alerts.channels), file=file, project_root=project_root)  # type: ignore[arg-type]
+    # Resolved: a webhook URL or an SMTP password comes from ${oc.env:…}.
+    declared = OmegaConf.to_container(mon.alerts.channels, resolve=True)
+    channels = channels_from_config(declared, file=file, project_root=project_root)  # type: ignore[arg-type]
     start, end = date_range(cfg)
     days = _days(start, end)
     spec = spec_from_config(cfg, str(cfg.model.feature_set))

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lakeforge.config.secrets import mask_credentials
 from lakeforge.errors import LakeforgeError
 
 SPARK_TIMEOUT = 180.0
@@ -205,12 +206,13 @@ def check_mlflow(cfg: Any, timeout: float = 5.0) -> Check:
             return Check(
                 "mlflow",
                 False,
-                f"MLflow server {uri} does not answer ({reason})",
+                f"MLflow server {mask_credentials(uri)} does not answer ({reason})",
                 "start it (`mlflow server --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1`) "
                 "or set MLFLOW_TRACKING_URI / tracking.uri to a running one",
             )
-        return Check("mlflow", status == 200, f"MLflow server {uri} (health: HTTP {status})", "check the server's log")
-    return Check("mlflow", True, f"tracking store {uri} (not probed)")
+        shown = mask_credentials(uri)
+        return Check("mlflow", status == 200, f"MLflow server {shown} (health: HTTP {status})", "see its log")
+    return Check("mlflow", True, f"tracking store {mask_credentials(uri)} (not probed)")
 
 
 def _dvc_root(start: Path) -> Path | None:

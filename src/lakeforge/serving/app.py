@@ -56,6 +56,17 @@ log = logging.getLogger(__name__)
 
 Scalar = str | int | float | bool | None
 INLINE_ROWS = 8  # requests of at most this many rows are scored on the event loop
+# Loopback unless `--host` or online.serve.host says otherwise (a deployment behind a proxy sets 0.0.0.0).
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8000
+
+
+def bind_address(serve_cfg: Any, host: str | None = None, port: int | None = None) -> tuple[str, int]:
+    """Where ``lakeforge serve`` listens: ``--host``/``--port``, else online.serve's, else 127.0.0.1:8000."""
+    serve_cfg = serve_cfg if serve_cfg is not None else {}
+    if port is None:
+        port = serve_cfg.get("port")
+    return str(host or serve_cfg.get("host") or DEFAULT_HOST), int(port if port is not None else DEFAULT_PORT)
 
 
 class PredictRequest(BaseModel):
@@ -542,11 +553,11 @@ def serve(
     composed_model(cfg, model_name)
     store = store_from_config(cfg)
     app = create_app(cfg, catalog, model_name, store, connect(cfg).client, alias, runtime=runtime)
-    serve_cfg = cfg.online.serve
+    bind_host, bind_port = bind_address(cfg.online.get("serve"), host, port)
     uvicorn.run(
         app,
-        host=host or str(serve_cfg.host),
-        port=int(port if port is not None else serve_cfg.port),
+        host=bind_host,
+        port=bind_port,
         log_level="info",
         access_log=False,
     )

@@ -22,6 +22,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from lakeforge.config.secrets import mask_credentials
 from lakeforge.errors import EnvironmentSetupError, FeatureError
 from lakeforge.serving.store import StoreState, _from_storage, _storage_type, _to_storage
 
@@ -45,7 +46,7 @@ class RedisStore:
         import redis
 
         self.url = url
-        self.path = url  # what messages and `Materialized.store` show
+        self.path = mask_credentials(url)  # what messages and `Materialized.store` show: no password
         self.prefix = prefix
         self._client = redis.Redis.from_url(url)
         self._upsert = self._client.register_script(_UPSERT)
@@ -57,7 +58,7 @@ class RedisStore:
             self._client.ping()
         except redis.RedisError as exc:
             raise EnvironmentSetupError(
-                f"the online store at {self.url} cannot be reached: {exc}; start Redis or fix online.url"
+                f"the online store at {self.path} cannot be reached: {exc}; start Redis or fix online.url"
             ) from exc
 
     def _meta_key(self, feature_set: str) -> str:
@@ -157,7 +158,7 @@ class RedisStore:
         meta = self._client.hmget(self._meta_key(feature_set), ["schema"])
         if meta[0] is None:
             raise FeatureError(
-                f"the online store {self.url} holds nothing of feature set '{feature_set}'; "
+                f"the online store {self.path} holds nothing of feature set '{feature_set}'; "
                 f"run `lakeforge materialize {feature_set}`"
             )
         schema = pa.ipc.read_schema(pa.py_buffer(base64.b64decode(meta[0])))

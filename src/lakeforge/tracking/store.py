@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from lakeforge.config.compose import resolve_path
+from lakeforge.config.secrets import mask_credentials
 from lakeforge.errors import EnvironmentSetupError, TransientError
 
 # tqdm bars from artifact downloads would garble job logs.
@@ -79,6 +80,37 @@ def _experiment(client: Any, name: str, artifact_location: str) -> str:
         return str(client.get_experiment_by_name(name).experiment_id)
 
 
+PROBE_TIMEOUT = 5.0
+
+
+def require_reachable(cfg: Any) -> None:
+    """Fail fast, before any work, when the configured MLflow server does not answer.
+
+    A tracking server that is down would otherwise cost the whole step and then minutes of MLflow's
+    own HTTP retries (7, with exponential backoff). Asks ``/health`` once, within ``PROBE_TIMEOUT``
+    seconds; a local store (SQLite, files) needs no probe. Raises a TransientError (exit 75: Airflow
+    retries it) naming the server, with credentials in its URI masked.
+    """
+    import urllib.error
+    import urllib.request
+
+    uri = resolve_path(cfg, str(cfg.tracking.uri))
+    if not uri.startswith(("http://", "https://")):
+        return
+    try:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=PROBE_TIMEOUT):
+            return
+    except urllib.error.HTTPError:
+        return  # it answers: whatever /health says, MLflow's own calls give the precise error
+    except (urllib.error.URLError, OSError) as exc:
+        reason = mask_credentials(str(getattr(exc, "reason", exc)))
+        raise TransientError(
+            f"MLflow tracking server {mask_credentials(uri)} is unreachable ({reason}); nothing was logged. "
+            "Start it (`mlflow server --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1`) or fix "
+            "tracking.uri (conf/tracking/), then rerun"
+        ) from None
+
+
 def connect(cfg: Any) -> Tracking:
     """Point MLflow at the configured store and return the pipeline's experiment.
 
@@ -88,6 +120,7 @@ def connect(cfg: Any) -> Tracking:
     import mlflow
     from mlflow.exceptions import MlflowException
 
+    require_reachable(cfg)
     uri = resolve_path(cfg, str(cfg.tracking.uri))
     registry = resolve_path(cfg, str(cfg.tracking.registry_uri)) if cfg.tracking.get("registry_uri") else uri
     pipeline = str(cfg.pipeline.name) if cfg.get("pipeline") is not None else "default"
@@ -102,15 +135,17 @@ def connect(cfg: Any) -> Tracking:
             client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=registry)
             experiment_id = _experiment(client, name, artifact_location)
     except MlflowException as exc:
+        # A server's URI may carry credentials (https://user:token@host, from ${oc.env:…}): never shown.
+        shown, detail = mask_credentials(uri), mask_credentials(str(exc).splitlines()[0])
         if getattr(exc, "error_code", "") == "TEMPORARILY_UNAVAILABLE":
-            raise TransientError(f"MLflow tracking store {uri} is busy or unreachable: {exc}; retry") from exc
+            raise TransientError(f"MLflow tracking store {shown} is busy or unreachable: {detail}; retry") from exc
         raise EnvironmentSetupError(
-            f"MLflow tracking store {uri} cannot be used: {str(exc).splitlines()[0]}; check tracking.uri "
+            f"MLflow tracking store {shown} cannot be used: {detail}; check tracking.uri "
             "(conf/tracking/), or move a broken SQLite file aside so it is recreated"
         ) from exc
     except Exception as exc:  # SQLAlchemy/alembic errors on a broken file surface as themselves
         raise EnvironmentSetupError(
-            f"MLflow tracking store {uri} cannot be opened: {type(exc).__name__}: {str(exc).splitlines()[0]}; "
-            "move the file aside so it is recreated, or fix tracking.uri"
+            f"MLflow tracking store {mask_credentials(uri)} cannot be opened: {type(exc).__name__}: "
+            f"{mask_credentials(str(exc).splitlines()[0])}; move the file aside so it is recreated, or fix tracking.uri"
         ) from exc
     return Tracking(client, uri, experiment_id, name, artifact_location)

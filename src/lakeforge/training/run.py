@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from lakeforge.config.params import render_params
+from lakeforge.config.secrets import redact_value
 from lakeforge.errors import ConfigError
 from lakeforge.features.build import RawTables, spec_from_config
 from lakeforge.features.spec import FeatureSetSpec
@@ -94,10 +95,10 @@ def _prefixed(metrics: dict[str, float], prefix: str) -> dict[str, float]:
 
 
 def _params(model: Any) -> dict[str, str]:
-    """The MLflow params of a run: estimator, its params, seed and class weights."""
+    """The MLflow params of a run: estimator, its params (credentials masked), seed and class weights."""
     params = {"estimator": str(model.estimator._target_), "seed": str(model.seed)}
     for key, value in (model.get("params") or {}).items():
-        params[f"params.{key}"] = str(value)
+        params[f"params.{key}"] = str(redact_value(key, value))
     if model.get("class_weight") is not None:
         params["class_weight"] = str(model.class_weight)
     return params
@@ -295,4 +296,7 @@ def mark_challenger(client: Any, name: str, version: str, run_date: str, run_id:
 
 def train(spark: Any, cfg: Any, catalog: Any, lineage: Any, pinned: Mapping[str, int] | None = None) -> TrainResult:
     """Train the composed model for ``run_date`` and register it as ``challenger``."""
+    from lakeforge.tracking.store import require_reachable
+
+    require_reachable(cfg)  # before the features and the fit, not after them
     return fit_and_log(spark, cfg, catalog, lineage, prepare(spark, cfg, catalog, pinned))

@@ -245,6 +245,17 @@ class TestWebhook:
             assert secret not in repr(results)
         assert len((tmp_path / "a.jsonl").read_text().splitlines()) == 1
 
+    def test_an_error_quoting_only_the_path_hides_the_token_in_it(self, caplog: pytest.LogCaptureFixture) -> None:
+        # A URL from a .env file that kept its inline comment: http.client's InvalidURL quotes the path
+        # (where chat webhooks keep their token) without scheme or host.
+        url = f"http://u:pa55word@127.0.0.1:{_closed_port()}/services/T0/B0/xyzzy?sig=q5ecret # ops channel"
+        with caplog.at_level(logging.WARNING):
+            (result,) = send([{"kind": "webhook", "url": url}], _events(AUC), model="fd", run_date=RUN_DATE)
+        assert result.error == "InvalidURL: URL can't contain control characters. '***' (found at least ' ')"
+        for secret in ("pa55word", "q5ecret", "xyzzy", "T0/B0"):
+            assert secret not in caplog.text
+            assert secret not in repr(result)
+
     def test_an_http_error_status_is_a_failed_result(self, hook_server: Any) -> None:
         hook_server.status = 500
         url = f"http://127.0.0.1:{hook_server.server_address[1]}/hook"
