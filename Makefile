@@ -57,7 +57,7 @@ test-deps:
 # Two workers on two cores (a third made the suite slower: it is CPU-bound); the longest files start
 # first (tests/conftest.py), so the short ones fill the end.
 test: setup test-deps lint
-	$(BIN)/pytest -q -p no:cacheprovider -n 2 --dist loadfile --durations=15
+	$(BIN)/pytest -q -p no:cacheprovider -n 2 --dist loadgroup --durations=15
 
 test-unit: setup
 	$(BIN)/pytest -q tests/unit

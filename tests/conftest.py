@@ -46,18 +46,47 @@ def catalog(lake_root: Path) -> Any:
     return lake
 
 
+@pytest.fixture(scope="session")
+def repro_project(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """The small flight-delay project (tests/e2e/project.py) after a full `dvc repro`; with its output.
+
+    Shared by the DVC tests and the chaos tier's kills (each run of the pipeline costs minutes;
+    SHARED_GROUPS puts both files on one xdist worker); tests that change it say so, and the
+    others assert only what holds whatever ran before them.
+    """
+    from tests.e2e.conftest import BIN
+    from tests.e2e.project import run, small_project
+
+    project = small_project(tmp_path_factory.mktemp("repro") / "project")
+    proc = run([str(BIN / "dvc"), "repro"], project, timeout=900)
+    run(["git", "add", "-A"], project)
+    run(["git", "commit", "-q", "-m", "dvc repro"], project)
+    return project, proc.stdout
+
+
 # The longest files first (about their minutes on 2 cores): `make test` hands whole files to two
 # workers in collection order, so the short ones fill the end instead of a long one starting last.
 LONGEST_FIRST = (
     "tests/e2e/test_runs_airflow_and_cluster.py",
     "tests/e2e/test_dvc_pipeline.py",
+    "tests/chaos/test_kill_steps.py",
     "tests/e2e/test_init.py",
     "tests/e2e/test_ingest_job.py",
     "tests/spark/test_delta_kill.py",
     "tests/spark/test_monitor_job.py",
 )
 
+# `make test` runs `--dist loadgroup`: a group's tests go to one worker, in collection order. Each
+# file is its own group (whole files, so module and session fixtures are built once), except that
+# these files join another's group to share its session fixture (repro_project: a `dvc repro`).
+SHARED_GROUPS = {"tests/chaos/test_kill_steps.py": "tests/e2e/test_dvc_pipeline.py"}
 
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
     items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))  # stable: file order kept
+    for item in items:
+        path = item.nodeid.split("::")[0]
+        group = SHARED_GROUPS.get(path, path).removeprefix("tests/").removesuffix(".py")
+        item.add_marker(pytest.mark.xdist_group(group))

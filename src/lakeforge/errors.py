@@ -126,6 +126,42 @@ class ReproductionError(LakeforgeError):
     """A retrained model's metrics differ from the recorded ones."""
 
 
+# Failures of the storage under a write, by errno: what happened, and what to do about it.
+_STORAGE_FAILURES = {
+    28: ("no space left on the device", "free space there (Spark's scratch space is spark.local.dir, /tmp by default)"),
+    122: ("the disk quota is exceeded", "free space or raise the quota"),
+    30: ("the file system is read-only", "mount it writable, or write elsewhere"),
+    13: ("permission denied", "let this user write there, or write elsewhere"),
+    1: ("operation not permitted", "let this user write there, or write elsewhere"),
+}
+# The same failures as a Java IOException (Spark's executors) or delta-rs says them.
+_STORAGE_MARKERS = {
+    "No space left on device": 28,
+    "Disk quota exceeded": 122,
+    "Read-only file system": 30,
+    "Permission denied": 13,
+    "Operation not permitted": 1,
+}
+
+
+def storage_failure(exc: BaseException) -> tuple[str, str] | None:
+    """(what happened, what to do) when ``exc`` or its causes are a full, read-only or forbidden disk.
+
+    Looks at Python ``OSError`` errnos and, for Spark's Java errors and delta-rs's errors, which
+    reach Python as text, at the messages the operating system gives for those errnos.
+    """
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in _STORAGE_FAILURES:
+            return _STORAGE_FAILURES[seen.errno]
+        text = str(seen)
+        for marker, code in _STORAGE_MARKERS.items():
+            if marker in text:
+                return _STORAGE_FAILURES[code]
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 EXIT_INTERNAL = 70  # EX_SOFTWARE: a bug in lakeforge
 EXIT_INTERRUPTED = 130
 
@@ -143,6 +179,11 @@ def report_error(exc: BaseException, prefix: str = "") -> int:
         kind = "retryable error" if exc.transient else "error"
         print(f"{lead}{kind}: {exc}", file=sys.stderr)
         return exc.exit_code
+    if isinstance(exc, OSError) and exc.errno in _STORAGE_FAILURES:  # the machine's fault, not lakeforge's
+        what, todo = _STORAGE_FAILURES[exc.errno]
+        where = f" '{exc.filename}'" if exc.filename else ""
+        print(f"{lead}error: cannot write{where}: {what}; {todo}", file=sys.stderr)
+        return EnvironmentSetupError.exit_code
     if isinstance(exc, KeyboardInterrupt):
         print(f"{lead}interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -34,22 +34,6 @@ def run_cli(
     return proc
 
 
-@pytest.fixture(scope="session")
-def repro_project(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
-    """The small flight-delay project (tests/e2e/project.py) after a full `dvc repro`; with its output.
-
-    Shared by the DVC and Airflow tests (each run of the pipeline costs minutes); tests that
-    change it say so, and the others assert only what holds whatever ran before them.
-    """
-    from tests.e2e.project import run, small_project
-
-    project = small_project(tmp_path_factory.mktemp("repro") / "project")
-    proc = run([str(BIN / "dvc"), "repro"], project, timeout=900)
-    run(["git", "add", "-A"], project)
-    run(["git", "commit", "-q", "-m", "dvc repro"], project)
-    return project, proc.stdout
-
-
 def free_port() -> int:
     """A TCP port free on 127.0.0.1 right now (for a server a test starts)."""
     with socket.socket() as sock:

@@ -14,7 +14,7 @@ from lakeforge.lake.catalog import Catalog
 from lakeforge.lake.delta import read_table, write_table
 from tests.spark.helpers_delta import WriterProcess
 
-TRIALS = 10
+TRIALS = 6  # tests/chaos/test_kill_steps.py adds 20 kills of whole steps
 ROWS = 500
 APP_ID = "killtest.write.p0"
 

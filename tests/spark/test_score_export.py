@@ -123,6 +123,16 @@ def test_a_failed_write_or_swap_leaves_every_run_date_complete(
         _export(spark, predictions, tmp_path, [DAY1], format="parquet", path="p", options={"compression": "nope"})
     assert {folder.name: _data_files(folder) for folder in root.iterdir()} == before  # and no _staging
 
+    def exchange_fails(a: Any, b: Any) -> bool:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(export_module, "_exchange", exchange_fails)  # the one-step swap (Linux)
+    with pytest.raises(TableError, match=r"cannot replace '.*run_date=2013-10-15': Permission denied\. .*previous"):
+        _export(spark, predictions, tmp_path, [DAY1], format="parquet", path="p")
+    assert {folder.name: _data_files(folder) for folder in root.iterdir()} == before
+
+    # Where the one-step swap is not supported: two renames, the old folder put back on failure.
+    monkeypatch.setattr(export_module, "_exchange", lambda a, b: False)
     real_rename = os.rename
 
     def rename_in_fails(src: Any, dst: Any) -> None:

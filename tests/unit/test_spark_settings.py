@@ -33,6 +33,11 @@ def _fake_java(home: Path, version_line: str) -> Path:
 
 def test_missing_java_says_what_to_install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("JAVA_HOME", str(tmp_path / "nowhere"))
+    with pytest.raises(EnvironmentSetupError, match=r"Java not found: JAVA_HOME is '.*nowhere', which has no bin/java"):
+        java_version()
+    java_version.cache_clear()
+    monkeypatch.delenv("JAVA_HOME")
+    monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(EnvironmentSetupError, match=r"Java not found: Spark needs Java 17 or newer.*openjdk-17"):
         java_version()
 

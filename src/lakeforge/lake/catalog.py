@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from lakeforge.errors import TableNotFoundError, UsageError, did_you_mean
+from lakeforge.lake.confine import confine
 
 # The layers of DESIGN.md §2, lower first.
 LAYERS = ("raw", "quarantine", "features", "predictions", "registry", "monitoring", "scratch")
@@ -44,9 +45,17 @@ class TableName:
 class Catalog:
     """Maps table names to folders under ``lake_root`` (``<root>/<layer>/<name>``)."""
 
-    def __init__(self, lake_root: str | Path, storage_options: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        lake_root: str | Path,
+        storage_options: dict[str, str] | None = None,
+        *,
+        allow_external: bool = False,
+    ) -> None:
         self.lake_root = str(lake_root).rstrip("/")
         self.storage_options = dict(storage_options or {})
+        # storage.allow_external_locations: a table folder may then be a symlink leading elsewhere.
+        self.allow_external = allow_external
 
     @property
     def is_local(self) -> bool:
@@ -60,7 +69,15 @@ class Catalog:
         """The table's folder: an absolute local path, or a URI for object stores."""
         name = table if isinstance(table, TableName) else TableName.parse(table)
         if self.is_local:
-            return str(self._local_root() / name.layer / name.name)
+            root = self._local_root()
+            folder = confine(
+                root / name.layer / name.name,
+                [root],
+                what=f"table '{name}'",
+                key="storage.lake_root",
+                allow_external=self.allow_external,
+            )
+            return str(folder)
         return f"{self.lake_root}/{name.layer}/{name.name}"
 
     def exists(self, table: str | TableName) -> bool:
@@ -106,4 +123,4 @@ def catalog_from_config(storage_cfg: Any, project_dir: Path) -> Catalog:
     if "://" not in root and not Path(root).is_absolute():
         root = str((project_dir / root).resolve())
     options = {str(k): str(v) for k, v in dict(storage_cfg.options or {}).items()}
-    return Catalog(root, options)
+    return Catalog(root, options, allow_external=bool(storage_cfg.get("allow_external_locations", False)))

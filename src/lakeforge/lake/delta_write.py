@@ -40,7 +40,14 @@ from deltalake.transaction import (
     create_table_with_add_actions,
 )
 
-from lakeforge.errors import CommitConflictError, SchemaMismatchError, TableError, UsageError
+from lakeforge.errors import (
+    CommitConflictError,
+    EnvironmentSetupError,
+    SchemaMismatchError,
+    TableError,
+    UsageError,
+    storage_failure,
+)
 from lakeforge.lake.catalog import Catalog, TableName
 from lakeforge.lake.delta_common import (
     PARTITION_TYPES,
@@ -500,11 +507,22 @@ def write_staged(
     )
     staging = Path(uri) / STAGING_DIR / write.write_id
     try:
+        _probe_writable(Path(uri), write.write_id)
         stage(staging, partition_cols)
         write.files = _publish_staged(Path(uri), staging, write.write_id, partition_cols)
         if callable(metadata):
             write.extra = _extra(metadata())
         return _commit(catalog, write, partition_by, max_retries)
+    except Exception as exc:
+        failure = storage_failure(exc)
+        if failure is None:
+            raise
+        what, todo = failure
+        raise EnvironmentSetupError(
+            f"table '{name}': cannot write under '{uri}' (the lake root is storage.lake_root): {what}; {todo}, "
+            "then rerun. "
+            f"The table stays at its last committed version."
+        ) from exc
     finally:
         shutil.rmtree(staging, ignore_errors=True)
         with contextlib.suppress(OSError):
@@ -513,6 +531,17 @@ def write_staged(
         # (vacuum removes them later if the commit did not land).
         if not write.commit_started:
             _discard(Path(uri), write)
+
+
+def _probe_writable(table_dir: Path, write_id: str) -> None:
+    """Create the table folder and a file in it: a read-only or forbidden lake fails here, with its errno.
+
+    (Spark's executors would fail later with "Mkdirs failed to create …", which names no cause.)
+    """
+    table_dir.mkdir(parents=True, exist_ok=True)
+    probe = table_dir / f".lakeforge-probe-{write_id}"
+    probe.touch()
+    probe.unlink()
 
 
 def _extra(metadata: Mapping[str, Any]) -> dict[str, Any]:

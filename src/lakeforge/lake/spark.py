@@ -39,6 +39,12 @@ def _java() -> tuple[int, str]:
     """(major version, first line of ``java -version``) of the Java Spark will use; raises a clear error."""
     java_home = os.environ.get("JAVA_HOME")
     java = str(Path(java_home) / "bin" / "java") if java_home else shutil.which("java")
+    if java_home and not Path(java or "").exists():
+        raise EnvironmentSetupError(
+            f"Java not found: JAVA_HOME is '{java_home}', which has no bin/java, and Spark needs Java 17 or "
+            "newer. Point JAVA_HOME at a Java 17+ installation (`apt-get install openjdk-17-jre-headless`, or "
+            "`make setup` as root), or unset it to use the java on PATH."
+        )
     if not java or not Path(java).exists():
         raise EnvironmentSetupError(
             "Java not found: Spark needs Java 17 or newer. Install it "

@@ -49,12 +49,13 @@ def compose_for_job(step: str, argv: Sequence[str], conf_dir: Any) -> Any:
     return cfg
 
 
-def run_job(step: str, body: JobBody, argv: Sequence[str]) -> int:
+def run_job(step: str, body: JobBody, argv: Sequence[str], *, spark: Any = None) -> int:
     """Run ``body(spark, cfg, catalog, lineage)`` with ``argv`` as Hydra overrides; return an exit code.
 
     A user error prints one line and returns its class's exit code (75 for
     transient errors, which Airflow retries); anything else is a bug and prints
-    its traceback.
+    its traceback. ``spark``: a session already started (kept running afterwards);
+    by default the job starts its own from ``cfg.spark`` and stops it.
     """
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("py4j").setLevel(logging.WARNING)  # one INFO line per gateway call otherwise
@@ -77,12 +78,13 @@ def run_job(step: str, body: JobBody, argv: Sequence[str]) -> int:
         )
         log.info("%s: job run %s, lake %s", step, lineage.job_run_id, catalog.lake_root)
         # A step that reads and writes without Spark (materialize) says so: no JVM is started.
-        spark = get_spark(cfg.spark) if getattr(body, "needs_spark", True) else None
+        needs_spark = getattr(body, "needs_spark", True)
+        own = get_spark(cfg.spark) if needs_spark and spark is None else None
         try:
-            body(spark, cfg, catalog, lineage)
+            body(own or (spark if needs_spark else None), cfg, catalog, lineage)
         finally:
-            if spark is not None:
-                spark.stop()
+            if own is not None:
+                own.stop()
     except (Exception, KeyboardInterrupt) as exc:
         return report_error(exc, prefix=step)
     return 0

@@ -9,11 +9,13 @@ plus ``run_date``, the replacement key) and replaces exactly those run dates:
     ``<path>/run_date=YYYY-MM-DD/part-*.parquet`` (or ``.csv`` with a header row, RFC 4180
     quoting), a folder per run date that Spark, pyarrow, DuckDB and pandas read as a
     hive-partitioned table. Spark writes every date into ``<path>/_staging/<uuid>/`` first;
-    then, per date, the old folder is renamed aside (into that staging folder), the new one
-    renamed in, and the old one deleted. A reader or a crash never sees a half-written date:
-    at worst the old complete folder, or, after a crash between the two renames, no folder for
-    that date and a ``_staging`` leftover holding both versions (readers skip ``_``-folders;
-    delete leftovers when no export is running). A date with no rows gets an empty folder.
+    then, per date, the new folder and the old one are swapped in one atomic step (Linux's
+    ``renameat2(RENAME_EXCHANGE)``) and the old one deleted. A reader or a crash never sees a
+    half-written or a missing date, only the old complete folder or the new one. (Elsewhere
+    the swap is two renames: a crash between them leaves no folder for that date and a
+    ``_staging`` leftover holding both versions.) Readers skip ``_``-folders; the next export
+    deletes the staging folders that crashed exports of this machine left behind, and warns
+    about any other. A date with no rows gets an empty folder.
     Other dates are never touched. Paths are local (the driver renames the folders).
 
 ``jdbc`` (PostgreSQL)
@@ -39,6 +41,7 @@ import logging
 import os
 import re
 import shutil
+import socket
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -48,6 +51,7 @@ from typing import Any
 
 from lakeforge.config.schema_ml import EXPORT_FORMATS
 from lakeforge.errors import ConfigError, SchemaMismatchError, TableError, did_you_mean
+from lakeforge.lake.confine import confine
 from lakeforge.scoring.export_jdbc import export_jdbc, first_line, redact_url
 
 log = logging.getLogger(__name__)
@@ -113,6 +117,8 @@ def export_predictions(
     project_root: Path,
     *,
     config_key: str = "model.scoring.exports",
+    lake_root: str | Path | None = None,
+    allow_external: bool = False,
 ) -> list[ExportResult]:
     """Write each declared export of ``frame`` (the rows of these run dates), replacing each run date idempotently.
 
@@ -123,9 +129,22 @@ def export_predictions(
         run_dates: the dates to replace; one with no rows in ``frame`` is emptied.
         project_root: relative export paths resolve against it.
         config_key: key path of ``exports`` in the config, for error messages.
+        lake_root: a local lake root; export folders may lie under it as well as under the project.
+        allow_external: ``storage.allow_external_locations``: folders may lie anywhere.
     """
     dates = tuple(sorted({_as_date(d) for d in run_dates}))
     specs = [_read_spec(export, f"{config_key}[{i}]") for i, export in enumerate(exports or [])]
+    roots = [Path(project_root)] + ([Path(lake_root)] if lake_root is not None else [])
+    for spec in specs:
+        if spec.format != "jdbc":
+            what = f"the {spec.format} export folder"
+            confine(
+                _folder(str(spec.path), project_root),
+                roots,
+                what=what,
+                key=f"{spec.key}.path",
+                allow_external=allow_external,
+            )
     planned = [(spec, _select(frame, spec, dates)) for spec in specs]
     results = []
     for spec, rows_frame in planned:
@@ -238,9 +257,9 @@ def _export_files(frame: Any, spec: _Spec, dates: tuple[date, ...], project_root
     from pyspark.sql import functions as F  # noqa: N812
 
     root = _folder(str(spec.path), project_root)
-    _warn_leftovers(root / STAGING_DIR)
-    staging = root / STAGING_DIR / uuid.uuid4().hex
-    counted = Observation(f"lakeforge_export_{staging.name}")
+    _clean_leftovers(root / STAGING_DIR)
+    staging = root / STAGING_DIR / _staging_name()
+    counted = Observation(f"lakeforge_export_{uuid.uuid4().hex}")
     writer = frame.observe(counted, F.count(F.lit(1)).alias("rows")).write.partitionBy(RUN_DATE)
     try:
         try:
@@ -268,6 +287,9 @@ def _swap_in(staging: Path, root: Path, run_date: date, spec: _Spec, project_roo
         new.mkdir(exist_ok=True)
         for checksum in new.glob(".*.crc"):  # Hadoop's local checksums: noise for consumers
             checksum.unlink()
+        if target.exists() and _exchange(new, target):
+            shutil.rmtree(new, ignore_errors=True)  # the old folder, swapped out in the same step
+            return
         moved_aside = target.exists()
         if moved_aside:
             os.rename(target, aside)
@@ -285,14 +307,66 @@ def _swap_in(staging: Path, root: Path, run_date: date, spec: _Spec, project_roo
     shutil.rmtree(aside, ignore_errors=True)
 
 
-def _warn_leftovers(staging_root: Path) -> None:
-    """Say when an interrupted export left staging folders behind (they are never read)."""
-    leftovers = sorted(p.name for p in staging_root.iterdir()) if staging_root.is_dir() else []
-    if leftovers:
+_AT_FDCWD = -100
+_RENAME_EXCHANGE = 2
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two existing folders in one atomic step (Linux ``renameat2(RENAME_EXCHANGE)``).
+
+    Returns False where the call or the flag is not supported (other systems, some file
+    systems); the caller then falls back to two renames, with a moment in which the date has no
+    folder. A reader, or a SIGKILL, never sees that moment on Linux.
+    """
+    import ctypes
+    import errno
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    renameat2 = getattr(libc, "renameat2", None)
+    if renameat2 is None:
+        return False
+    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP):
+        return False
+    raise OSError(code, os.strerror(code), str(b))
+
+
+def _staging_name() -> str:
+    """``<host>-<pid>-<uuid>``: a later export can tell a crashed export's folder from a running one's."""
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex}"
+
+
+def _crashed_here(name: str) -> bool:
+    """True when staging folder ``name`` belongs to a process of this machine that no longer runs."""
+    host, _, rest = name.rpartition("-")[0].rpartition("-")
+    if host != socket.gethostname() or not rest.isdigit():
+        return False
+    try:
+        os.kill(int(rest), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False  # alive, another user's
+    return False
+
+
+def _clean_leftovers(staging_root: Path) -> None:
+    """Delete the staging folders of crashed exports of this machine; warn about any other leftover."""
+    leftovers = sorted(staging_root.iterdir()) if staging_root.is_dir() else []
+    crashed = [p for p in leftovers if _crashed_here(p.name)]
+    for folder in crashed:
+        shutil.rmtree(folder, ignore_errors=True)
+    if crashed:
+        log.info("'%s': deleted %d staging folder(s) of crashed exports", staging_root, len(crashed))
+    others = len(leftovers) - len(crashed)
+    if others:
         log.warning(
-            "'%s' holds %d staging folder(s) from an interrupted export; delete them when no export is running",
+            "'%s' holds %d staging folder(s) of running exports or of other machines; delete them when no "
+            "export is running",
             staging_root,
-            len(leftovers),
+            others,
         )
 
 

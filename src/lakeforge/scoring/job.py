@@ -430,4 +430,12 @@ def _exports(
     from lakeforge.scoring.export import export_predictions
 
     written = read_table(spark, catalog, table, version).where(F.col(RUN_DATE).between(F.lit(days[0]), F.lit(days[-1])))
-    return export_predictions(spark, written, exports, days, Path(str(cfg.project_root)))
+    return export_predictions(
+        spark,
+        written,
+        exports,
+        days,
+        Path(str(cfg.project_root)),
+        lake_root=catalog.lake_root if catalog.is_local else None,
+        allow_external=catalog.allow_external,
+    )

@@ -308,4 +308,20 @@ def store_from_config(cfg: Any) -> OnlineStore:
     path = str(online.path) if online is not None else "online/features.sqlite"
     if "://" in path:
         raise UsageError(f"online.path '{path}' must be a file path for the sqlite store")
-    return SqliteStore(Path(resolve_path(cfg, path)))
+    from lakeforge.lake.confine import confine
+
+    storage = cfg.get("storage") or {}
+    lake_root = str(storage.get("lake_root") or "")
+    roots = [Path(str(cfg.project_root))] if cfg.get("project_root") else []
+    if lake_root and "://" not in lake_root:
+        roots.append(Path(resolve_path(cfg, lake_root)))
+    file = Path(resolve_path(cfg, path))
+    if roots:
+        confine(
+            file,
+            roots,
+            what="the online store file",
+            key="online.path",
+            allow_external=bool(storage.get("allow_external_locations", False)),
+        )
+    return SqliteStore(file)
