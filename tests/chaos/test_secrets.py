@@ -339,7 +339,7 @@ def test_credentials_from_the_environment_never_reach_files_logs_or_output(
         monkeypatch.setenv("LAKEFORGE_TEST_PG_PASSWORD", SECRETS["pg_password"])
         profile_table(spark, catalog, "raw.airlines", out_dir=root / "reports" / "profile")
 
-        with pytest.raises(LakeforgeError, match="MLflow tracking store http://lakeforge:\\*\\*\\*@") as unreachable:
+        with pytest.raises(LakeforgeError, match="MLflow tracking server http://lakeforge:\\*\\*\\*@") as unreachable:
             connect(cfg)
         outputs["error of the unreachable MLflow server"] = str(unreachable.value).encode()
         result = _train(spark, cfg, root)

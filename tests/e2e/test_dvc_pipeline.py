@@ -166,3 +166,18 @@ def test_dvc_exp_run_set_param_reaches_the_jobs(repro_project: tuple[Path, str])
     # The workspace now differs from conf/ until the change is written into conf/.
     check = run([str(BIN / "lakeforge"), "check"], project, exit_code=2)
     assert "params.yaml: does not match conf/ (differs under: model)" in check.stderr
+
+
+# The chaos tier's kills of every writing step, on a copy of this file's `dvc repro` project: imported
+# here so that they run on the worker that built it (`make test` hands out whole files).
+from tests.chaos.kill_trials import (  # noqa: E402
+    chaos_project,
+    test_a_backfill_and_the_daily_run_scoring_at_once_lose_nothing_and_double_nothing,
+    test_sigkill_of_every_writing_step_at_random_moments_loses_and_doubles_nothing,
+)
+
+__all__ = [
+    "chaos_project",
+    "test_a_backfill_and_the_daily_run_scoring_at_once_lose_nothing_and_double_nothing",
+    "test_sigkill_of_every_writing_step_at_random_moments_loses_and_doubles_nothing",
+]

@@ -14,7 +14,7 @@ from lakeforge.lake.catalog import Catalog
 from lakeforge.lake.delta import read_table, write_table
 from tests.spark.helpers_delta import WriterProcess
 
-TRIALS = 6  # tests/chaos/test_kill_steps.py adds 20 kills of whole steps
+TRIALS = 6  # tests/chaos/kill_trials.py kills whole steps too
 ROWS = 500
 APP_ID = "killtest.write.p0"
 

@@ -92,13 +92,18 @@ def require_reachable(cfg: Any) -> None:
     retries it) naming the server, with credentials in its URI masked.
     """
     import urllib.error
+    import urllib.parse
     import urllib.request
 
     uri = resolve_path(cfg, str(cfg.tracking.uri))
     if not uri.startswith(("http://", "https://")):
         return
+    parts = urllib.parse.urlsplit(uri)
+    host = f"[{parts.hostname}]" if parts.hostname and ":" in parts.hostname else parts.hostname
+    netloc = f"{host}:{parts.port}" if parts.port else str(host)  # userinfo is for MLflow's client, not here
+    probe = urllib.parse.urlunsplit((parts.scheme, netloc, f"{parts.path.rstrip('/')}/health", "", ""))
     try:
-        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=PROBE_TIMEOUT):
+        with urllib.request.urlopen(probe, timeout=PROBE_TIMEOUT):
             return
     except urllib.error.HTTPError:
         return  # it answers: whatever /health says, MLflow's own calls give the precise error
