@@ -17,8 +17,6 @@ import sqlite3
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -193,16 +191,16 @@ def _mlflow_sqlite(db: Path) -> Check:
 def check_mlflow(cfg: Any, timeout: float = 5.0) -> Check:
     """The tracking store: a SQLite file MLflow can open, or a server answering its health check."""
     from lakeforge.config import resolve_path
+    from lakeforge.tracking.store import probe_health
 
     uri = resolve_path(cfg, str(cfg.tracking.uri))
     if uri.startswith("sqlite:///"):
         return _mlflow_sqlite(Path(uri.removeprefix("sqlite:///")))
     if uri.startswith(("http://", "https://")):
         try:
-            with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout) as response:
-                status = response.status
-        except (urllib.error.URLError, OSError) as exc:
-            reason = getattr(exc, "reason", exc)
+            status = probe_health(uri, timeout)
+        except OSError as exc:
+            reason = mask_credentials(str(getattr(exc, "reason", exc)))
             return Check(
                 "mlflow",
                 False,

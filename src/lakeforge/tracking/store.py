@@ -83,31 +83,42 @@ def _experiment(client: Any, name: str, artifact_location: str) -> str:
 PROBE_TIMEOUT = 5.0
 
 
-def require_reachable(cfg: Any) -> None:
-    """Fail fast, before any work, when the configured MLflow server does not answer.
+def probe_health(uri: str, timeout: float = PROBE_TIMEOUT) -> int:
+    """The HTTP status of an MLflow server's ``/health``, asked once within ``timeout`` seconds.
 
-    A tracking server that is down would otherwise cost the whole step and then minutes of MLflow's
-    own HTTP retries (7, with exponential backoff). Asks ``/health`` once, within ``PROBE_TIMEOUT``
-    seconds; a local store (SQLite, files) needs no probe. Raises a TransientError (exit 75: Airflow
-    retries it) naming the server, with credentials in its URI masked.
+    Credentials in ``uri`` are left out of the request (they are for MLflow's client). Raises
+    ``OSError`` (``urllib.error.URLError`` included) when the server does not answer.
     """
     import urllib.error
     import urllib.parse
     import urllib.request
 
+    parts = urllib.parse.urlsplit(uri)
+    host = f"[{parts.hostname}]" if parts.hostname and ":" in parts.hostname else parts.hostname
+    netloc = f"{host}:{parts.port}" if parts.port else str(host)
+    probe = urllib.parse.urlunsplit((parts.scheme, netloc, f"{parts.path.rstrip('/')}/health", "", ""))
+    try:
+        with urllib.request.urlopen(probe, timeout=timeout) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+
+
+def require_reachable(cfg: Any) -> None:
+    """Fail fast, before any work, when the configured MLflow server does not answer.
+
+    A tracking server that is down would otherwise cost the whole step and then minutes of MLflow's
+    own HTTP retries (7, with exponential backoff). Asks ``/health`` once (``probe_health``); a
+    local store (SQLite, files) needs no probe. Any answer will do: MLflow's own calls give the
+    precise error. Raises a TransientError (exit 75: Airflow retries it) naming the server, with
+    credentials in its URI masked.
+    """
     uri = resolve_path(cfg, str(cfg.tracking.uri))
     if not uri.startswith(("http://", "https://")):
         return
-    parts = urllib.parse.urlsplit(uri)
-    host = f"[{parts.hostname}]" if parts.hostname and ":" in parts.hostname else parts.hostname
-    netloc = f"{host}:{parts.port}" if parts.port else str(host)  # userinfo is for MLflow's client, not here
-    probe = urllib.parse.urlunsplit((parts.scheme, netloc, f"{parts.path.rstrip('/')}/health", "", ""))
     try:
-        with urllib.request.urlopen(probe, timeout=PROBE_TIMEOUT):
-            return
-    except urllib.error.HTTPError:
-        return  # it answers: whatever /health says, MLflow's own calls give the precise error
-    except (urllib.error.URLError, OSError) as exc:
+        probe_health(uri)
+    except OSError as exc:
         reason = mask_credentials(str(getattr(exc, "reason", exc)))
         raise TransientError(
             f"MLflow tracking server {mask_credentials(uri)} is unreachable ({reason}); nothing was logged. "
