@@ -219,6 +219,8 @@ def chaos_project(repro_project: tuple[Path, str], tmp_path_factory: pytest.Temp
     return target
 
 
+# Eight complete runs and the kills: five minutes on a quiet machine, more when two workers share it.
+@pytest.mark.timeout(1500)
 def test_sigkill_of_every_writing_step_at_random_moments_loses_and_doubles_nothing(
     chaos_project: Path, tmp_path: Path
 ) -> None:
