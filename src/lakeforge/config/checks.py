@@ -12,7 +12,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from lakeforge.config.hydra_errors import expected_type, unknown_key_message
 from lakeforge.config.locate import Locator
-from lakeforge.config.secrets import is_secret_key
+from lakeforge.config.secrets import is_secret_key, literal_default
 from lakeforge.errors import ConfigError
 
 _SECRET_KEY = re.compile(r"(password|passwd|secret|token|api_key|access_key)", re.I)
@@ -121,6 +121,13 @@ def _check_secret(path: str, node: Node, report: Report) -> None:
             path,
             "literal credential: secrets must come from the environment, "
             f"e.g. {leaf}: ${{oc.env:LAKEFORGE_{leaf.upper()}}}",
+        )
+    elif secret and literal_default(raw) is not None:
+        name = raw[len("${oc.env:") :].split(",", 1)[0]
+        report(
+            path,
+            "literal credential as the default of an environment reference: a default is written in the "
+            f'file; drop it (${{oc.env:{name}}}) or leave it empty (${{oc.env:{name},""}})',
         )
     elif _SECRET_IN_TEXT.search(raw):
         report(

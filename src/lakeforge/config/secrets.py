@@ -51,6 +51,18 @@ def mask_credentials(text: str) -> str:
     return _PARAM_SECRET.sub(lambda m: m.group(1) + MASK, text)
 
 
+def literal_default(value: str) -> str | None:
+    """The default of ``${oc.env:NAME,default}`` when it is written out (a credential in the file).
+
+    None for a plain reference, an empty default (``""``, ``null``) or one that is itself a reference.
+    """
+    reference = _ENV_REFERENCE.match(value)
+    default = reference.group(2) if reference else None
+    if default is None or default.strip() in ('""', "''", "", "null") or default.strip().startswith("${"):
+        return None
+    return default
+
+
 def redact_value(key: object, value: Any) -> Any:
     """One value as it may be shown: under a secret-looking key only an environment reference (a
     non-empty default masked), else ``***``; any other string with its URL passwords masked."""
@@ -61,11 +73,10 @@ def redact_value(key: object, value: Any) -> Any:
     if value == "" or (isinstance(value, str) and _KEY_REFERENCE.match(value)):
         return value
     reference = _ENV_REFERENCE.match(value) if isinstance(value, str) else None
-    if reference is None:
+    if reference is None or not isinstance(value, str):
         return MASK  # a literal: numbers too (YAML reads `password: 123456` as one)
     # ${oc.env:NAME} and ${oc.env:NAME,""} are kept; a non-empty default is a literal credential.
-    default = reference.group(2)
-    return value if default is None or default.strip() in ('""', "''", "", "null") else f"{reference[1]},{MASK}}}"
+    return value if literal_default(value) is None else f"{reference[1]},{MASK}}}"
 
 
 def redact(data: Any, key: object = "") -> Any:

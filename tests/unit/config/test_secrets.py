@@ -166,6 +166,21 @@ def test_an_environment_reference_is_accepted(conf_copy: Path, monkeypatch: pyte
         load_config(["dataset.airlines.source.password=hunter2"], conf_dir=conf_copy)
 
 
+def test_a_credential_written_as_the_default_of_an_environment_reference_is_refused(conf_copy: Path) -> None:
+    spark = conf_copy / "spark" / "local.yaml"
+    spark.write_text(spark.read_text() + "conf:\n  spark.hadoop.fs.s3a.secret.key: ${oc.env:S3_SECRET,abc123}\n")
+    with pytest.raises(ConfigError) as raised:
+        load_config([], conf_dir=conf_copy)
+    message = str(raised.value)
+    assert message.startswith("conf/spark/local.yaml: spark.conf.spark.hadoop.fs.s3a.secret.key: literal credential")
+    assert "${oc.env:S3_SECRET}" in message and "abc123" not in message
+    # An empty default (the shipped conf/storage/s3.yaml) or another reference is no literal.
+    for default in ('""', "${oc.env:OTHER_SECRET}"):
+        spark.write_text(spark.read_text().replace("${oc.env:S3_SECRET,abc123}", f"${{oc.env:S3_SECRET,{default}}}"))
+        load_config([], conf_dir=conf_copy)
+        spark.write_text(spark.read_text().replace(f"${{oc.env:S3_SECRET,{default}}}", "${oc.env:S3_SECRET,abc123}"))
+
+
 def test_training_params_mask_a_credential() -> None:
     from lakeforge.training.run import _params
 
