@@ -19,7 +19,9 @@ from deltalake import DeltaTable
 from tests.e2e.conftest import BIN
 from tests.e2e.project import SCORE_DATES, run, stages_run
 
-pytestmark = pytest.mark.slow
+# The first test builds the project (`dvc repro`, minutes): its setup counts against its timeout, and at
+# the start of `make test` the other worker builds a project too (seen: 10 minutes on a slow day).
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
 DVC = str(BIN / "dvc")
 AFTER_TRAIN = ["params", "train", "evaluate", "score", "materialize", "monitor", "report"]
 

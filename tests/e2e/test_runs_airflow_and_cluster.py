@@ -41,7 +41,9 @@ from deltalake import DeltaTable
 from tests.e2e.conftest import BIN, REPO_ROOT, free_port
 from tests.e2e.project import SCORE_DATES, TRAIN_RUN_DATE, run, small_project, user_env
 
-pytestmark = pytest.mark.slow
+# The first test's setup builds the project and starts the cluster (minutes, while the other worker
+# builds a project of its own): it counts against that test's timeout.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
 DAG_ID = "flight_delay__daily_score"
 DAY = SCORE_DATES[0]  # built by the fixture, on the cluster, and by `airflow dags test`
 BACKFILL = ("2013-02-03", "2013-02-04")
