@@ -8,12 +8,14 @@ prints one line and exits with the error's code (2 config/usage, 3 data/table,
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 
@@ -777,7 +779,7 @@ def doctor(
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Entry point of the `lakeforge` script."""
+    """Run one `lakeforge` command; ends with SystemExit carrying its exit code."""
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     try:
         app(args=list(argv) if argv is not None else None, prog_name="lakeforge", standalone_mode=True)
@@ -785,5 +787,32 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit(exc.code)
 
 
+def script() -> NoReturn:
+    """Entry point of the `lakeforge` script: :func:`main`, then the process exits with its code.
+
+    The exit is Python's own, short of the native teardown: the non-daemon threads are joined and the
+    atexit handlers run (logging, MLflow, temporary files, Spark's gateway), output is flushed, and
+    then the process ends without destroying native libraries' static state. Arrow's thread pools
+    sometimes abort in that teardown ("terminate called without an active exception", exit -6)
+    after the command has done all its work (apache/arrow#34314); seen failing `dvc repro` at its
+    `lakeforge report` stage.
+    """
+    try:
+        main()
+        code: object = 0
+    except SystemExit as exc:
+        code = exc.code
+    if code is not None and not isinstance(code, int):
+        print(code, file=sys.stderr)  # what sys.exit("message") does
+        code = 1
+    for thread in threading.enumerate():
+        if thread is not threading.main_thread() and not thread.daemon:
+            thread.join()
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code or 0)
+
+
 if __name__ == "__main__":
-    main()
+    script()

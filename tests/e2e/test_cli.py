@@ -154,3 +154,21 @@ def test_a_sweep_with_a_bad_value_is_refused_before_spark_starts(tmp_path: Path)
         assert "Traceback" not in proc.stderr and "starting Spark" not in proc.stderr
     wrong = run_cli(["run", "ingest", "-m"])
     assert wrong.returncode == 2 and "--multirun sweeps the train step only" in wrong.stderr
+
+
+def test_the_script_exits_with_the_command_code_after_pythons_own_cleanup(tmp_path: Path) -> None:
+    """The `lakeforge` script skips only the native teardown at exit (lakeforge.cli.script): the exit
+    code is the command's, atexit handlers still run, and printed output is all there."""
+    code = (
+        "import atexit, sys\n"
+        "from lakeforge import cli\n"
+        "atexit.register(lambda: print('atexit handler ran', flush=True))\n"
+        f"sys.argv = ['lakeforge', 'check', '--conf-dir', {str(tmp_path)!r}]\n"
+        "cli.script()\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert f"--conf-dir '{tmp_path}' has no config.yaml" in proc.stderr
+    assert proc.stdout.strip().endswith("atexit handler ran")
+    ok = run_cli(["version"])
+    assert ok.returncode == 0 and ok.stdout.strip()
