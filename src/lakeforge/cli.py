@@ -790,12 +790,12 @@ def main(argv: Sequence[str] | None = None) -> None:
 def script() -> NoReturn:
     """Entry point of the `lakeforge` script: :func:`main`, then the process exits with its code.
 
-    The exit is Python's own, short of the native teardown: the non-daemon threads are joined and the
-    atexit handlers run (logging, MLflow, temporary files, Spark's gateway), output is flushed, and
-    then the process ends without destroying native libraries' static state. Arrow's thread pools
-    sometimes abort in that teardown ("terminate called without an active exception", exit -6)
-    after the command has done all its work (apache/arrow#34314); seen failing `dvc repro` at its
-    `lakeforge report` stage.
+    The exit is Python's own, short of the native teardown: thread pools are stopped, non-daemon
+    threads joined and the atexit handlers run (logging, MLflow, temporary files, Spark's gateway),
+    output is flushed, and then the process ends without destroying native libraries' static
+    state. Arrow's thread pools sometimes abort in that teardown ("terminate called without an
+    active exception", exit -6) after the command has done all its work (apache/arrow#34314);
+    seen failing `dvc repro` at its `lakeforge report` stage.
     """
     try:
         main()
@@ -805,9 +805,9 @@ def script() -> NoReturn:
     if code is not None and not isinstance(code, int):
         print(code, file=sys.stderr)  # what sys.exit("message") does
         code = 1
-    for thread in threading.enumerate():
-        if thread is not threading.main_thread() and not thread.daemon:
-            thread.join()
+    # What the interpreter does at exit, in its order: threading's exit hooks (they stop thread-pool
+    # workers) and the join of non-daemon threads, then the atexit handlers.
+    threading._shutdown()  # type: ignore[attr-defined]
     atexit._run_exitfuncs()
     sys.stdout.flush()
     sys.stderr.flush()

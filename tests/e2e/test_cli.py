@@ -163,10 +163,12 @@ def test_the_script_exits_with_the_command_code_after_pythons_own_cleanup(tmp_pa
         "import atexit, sys\n"
         "from lakeforge import cli\n"
         "atexit.register(lambda: print('atexit handler ran', flush=True))\n"
+        # A thread pool left open (as `lakeforge lineage`'s libraries leave one) must not hang the exit.
+        "import concurrent.futures; pool = concurrent.futures.ThreadPoolExecutor(1); pool.submit(int)\n"
         f"sys.argv = ['lakeforge', 'check', '--conf-dir', {str(tmp_path)!r}]\n"
         "cli.script()\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2, proc.stderr
     assert f"--conf-dir '{tmp_path}' has no config.yaml" in proc.stderr
     assert proc.stdout.strip().endswith("atexit handler ran")
